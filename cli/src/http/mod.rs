@@ -1,0 +1,1 @@
+//! HTTP/1.1 static serving (being written).

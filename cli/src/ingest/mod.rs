@@ -1,0 +1,1 @@
+//! Reading package sources (being written).
