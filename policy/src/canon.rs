@@ -154,8 +154,8 @@ mod tests {
 
     #[test]
     fn duplicate_fields_are_refused() {
-        let e = decode::<Doc>("d", "x", br#"{"type":"x","format":1,"n":5,"n":6}"#, 100)
-            .unwrap_err();
+        let e =
+            decode::<Doc>("d", "x", br#"{"type":"x","format":1,"n":5,"n":6}"#, 100).unwrap_err();
         assert!(matches!(e, DocError::Invalid { .. }), "{e}");
     }
 }

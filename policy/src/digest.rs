@@ -123,10 +123,7 @@ mod tests {
         assert_eq!(Digest::from_hex(&d.to_hex()).unwrap(), d);
         assert!(Digest::from_hex(&d.to_hex().to_uppercase()).is_err());
         assert!(Digest::from_hex("abc").is_err());
-        assert_eq!(
-            d.object_path(),
-            format!("objects/ba/{}", d.to_hex())
-        );
+        assert_eq!(d.object_path(), format!("objects/ba/{}", d.to_hex()));
     }
 
     #[test]

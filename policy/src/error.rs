@@ -207,7 +207,9 @@ pub enum Refusal {
         key: KeyId,
     },
     /// The same index version with different content.
-    #[error("index version {version} differs from the version {version} already seen under key {key}")]
+    #[error(
+        "index version {version} differs from the version {version} already seen under key {key}"
+    )]
     IndexChanged {
         /// The version.
         version: u64,

@@ -233,7 +233,11 @@ impl IndexBody {
                     "{what} {} {} {}",
                     crate::sanitize::short(b.0, 80),
                     crate::sanitize::short(b.1, 80),
-                    if a == b { "appears twice" } else { "is out of order" }
+                    if a == b {
+                        "appears twice"
+                    } else {
+                        "is out of order"
+                    }
                 ))
             } else {
                 Ok(())
@@ -448,7 +452,10 @@ mod tests {
         let v = verify_index(&b, &trust(&repo)).unwrap();
         assert_eq!(v.doc.signed.version, 3);
         assert!(!v.rotated);
-        assert_eq!(v.doc.signed.packages[0].valid_signers(), vec![key(9).public()]);
+        assert_eq!(
+            v.doc.signed.packages[0].valid_signers(),
+            vec![key(9).public()]
+        );
     }
 
     #[test]
@@ -494,7 +501,11 @@ mod tests {
         };
         assert!(matches!(
             verify_index(&b4, &t).unwrap_err(),
-            Refusal::Rollback { offered: 4, seen: 5, .. }
+            Refusal::Rollback {
+                offered: 4,
+                seen: 5,
+                ..
+            }
         ));
         verify_index(&b5, &t).unwrap();
         let mut other = body(5, &repo);

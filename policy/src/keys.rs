@@ -119,7 +119,9 @@ impl<'de> Deserialize<'de> for PublicKey {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         if s.trim() != s {
-            return Err(serde::de::Error::custom("a key must not have surrounding spaces"));
+            return Err(serde::de::Error::custom(
+                "a key must not have surrounding spaces",
+            ));
         }
         PublicKey::parse(&s).map_err(serde::de::Error::custom)
     }
@@ -239,7 +241,9 @@ impl SecretKey {
             .strip_prefix(SECRET_PREFIX)
             .ok_or_else(|| bad("it does not start with \"ed25519-secret:\""))?;
         let raw = B64.decode(b64).map_err(|_| bad("it is not base64"))?;
-        let seed: [u8; 32] = raw.try_into().map_err(|_| bad("the seed is not 32 bytes"))?;
+        let seed: [u8; 32] = raw
+            .try_into()
+            .map_err(|_| bad("the seed is not 32 bytes"))?;
         Ok(SecretKey::from_seed(seed))
     }
 

@@ -26,6 +26,7 @@ pub mod manifest;
 pub mod names;
 pub mod sanitize;
 pub mod trust;
+pub mod wire;
 
 pub use digest::Digest;
 pub use error::{DocError, KeyError, NameError, Refusal, TrustFileError};

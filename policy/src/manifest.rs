@@ -195,7 +195,9 @@ impl TryFrom<RawEntry> for Entry {
                 no(r.chunk_size.is_some(), "chunk_size", "directory")?;
                 no(r.chunks.is_some(), "chunks", "directory")?;
                 no(r.target.is_some(), "target", "directory")?;
-                Node::Dir { mode: mode(r.mode)? }
+                Node::Dir {
+                    mode: mode(r.mode)?,
+                }
             }
             RawKind::Symlink => {
                 no(r.mode.is_some(), "mode", "symlink")?;
@@ -229,7 +231,11 @@ impl TryFrom<RawEntry> for Entry {
                         FileData::Whole(blob)
                     }
                     (Some(cs), Some(chunks)) => {
-                        no(r.zstd.is_some(), "zstd (chunks carry their own)", "chunked file")?;
+                        no(
+                            r.zstd.is_some(),
+                            "zstd (chunks carry their own)",
+                            "chunked file",
+                        )?;
                         check_chunks(size, cs, &chunks)
                             .map_err(|why| format!("entry \"{p}\": {why}"))?;
                         FileData::Chunked {
@@ -447,8 +453,15 @@ impl Manifest {
             let p = e.path.as_str();
             if let Some(q) = prev {
                 if q >= p {
-                    let why = if q == p { "appears twice" } else { "is out of order" };
-                    return Err(format!("entry \"{}\" {why}", crate::sanitize::short(p, 120)));
+                    let why = if q == p {
+                        "appears twice"
+                    } else {
+                        "is out of order"
+                    };
+                    return Err(format!(
+                        "entry \"{}\" {why}",
+                        crate::sanitize::short(p, 120)
+                    ));
                 }
             }
             prev = Some(p);
@@ -546,7 +559,9 @@ pub(crate) mod tests {
     }
 
     fn refuse(json: &str, why: &str) {
-        let e = Manifest::parse("m", json.as_bytes()).unwrap_err().to_string();
+        let e = Manifest::parse("m", json.as_bytes())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(why), "{json}\n=> {e}");
     }
 
@@ -560,27 +575,104 @@ pub(crate) mod tests {
     #[test]
     fn parse_errors_name_the_problem() {
         let h = Digest::of(b"x");
-        refuse(&with_entries(r#"{"path":"../x","kind":"dir","mode":493}"#), "'..'");
-        refuse(&with_entries(r#"{"path":"/etc","kind":"dir","mode":493}"#), "absolute");
-        refuse(&with_entries(r#"{"path":"a//b","kind":"dir","mode":493}"#), "empty component");
-        refuse(&with_entries(r#"{"path":"a\u0000","kind":"dir","mode":493}"#), "NUL");
-        refuse(&with_entries(r#"{"path":"a","kind":"dir","mode":4096000}"#), "above 0o7777");
-        refuse(&with_entries(r#"{"path":"a","kind":"fifo","mode":420}"#), "unknown variant");
-        refuse(&with_entries(r#"{"path":"a","kind":"dir","mode":493},{"path":"a","kind":"dir","mode":493}"#), "appears twice");
-        refuse(&with_entries(r#"{"path":"b","kind":"dir","mode":493},{"path":"a","kind":"dir","mode":493}"#), "out of order");
-        refuse(&with_entries(r#"{"path":"a/b","kind":"dir","mode":493}"#), "parent");
-        refuse(&with_entries(&format!(r#"{{"path":"f","kind":"file","mode":420,"sha256":"{h}"}}"#)), "\"size\" is missing");
-        refuse(&with_entries(r#"{"path":"s","kind":"symlink","target":""}"#), "empty");
-        refuse(&with_entries(&format!(r#"{{"path":"s","kind":"symlink","target":"x","sha256":"{h}"}}"#)), "has no \"sha256\"");
-        refuse(&with_entries(&format!(r#"{{"path":"f","kind":"file","mode":420,"size":1,"sha256":"{h}","zstd":{{"sha256":"{h}","size":5}}}}"#)), "compressed size");
-        refuse(&with_entries(&format!(r#"{{"path":"f","kind":"file","mode":420,"size":3000000,"sha256":"{h}","chunk_size":1048576,"chunks":[]}}"#)), "0 chunks");
-        refuse(&with_entries(&format!(r#"{{"path":"f","kind":"file","mode":420,"size":3000000,"sha256":"{h}","chunk_size":1000,"chunks":[]}}"#)), "power of two");
-        refuse(&with_entries(r#"{"path":"a","kind":"dir","mode":493,"extra":1}"#), "unknown field");
-        refuse(&with_entries("").replace(r#""depends":"""#, r#""depends":"a (>> ""#), "depends");
-        refuse(&with_entries("").replace(r#""name":"p""#, r#""name":".stork""#), "bad package name");
-        refuse(&with_entries("").replace(r#""version":"1""#, r#""version":"current""#), "bad version");
-        refuse(&with_entries("").replace(r#""format":1"#, r#""format":7"#), "format 7");
-        refuse(&with_entries("").replace("stork-manifest", "stork-index"), "\"stork-index\" document");
+        refuse(
+            &with_entries(r#"{"path":"../x","kind":"dir","mode":493}"#),
+            "'..'",
+        );
+        refuse(
+            &with_entries(r#"{"path":"/etc","kind":"dir","mode":493}"#),
+            "absolute",
+        );
+        refuse(
+            &with_entries(r#"{"path":"a//b","kind":"dir","mode":493}"#),
+            "empty component",
+        );
+        refuse(
+            &with_entries(r#"{"path":"a\u0000","kind":"dir","mode":493}"#),
+            "NUL",
+        );
+        refuse(
+            &with_entries(r#"{"path":"a","kind":"dir","mode":4096000}"#),
+            "above 0o7777",
+        );
+        refuse(
+            &with_entries(r#"{"path":"a","kind":"fifo","mode":420}"#),
+            "unknown variant",
+        );
+        refuse(
+            &with_entries(
+                r#"{"path":"a","kind":"dir","mode":493},{"path":"a","kind":"dir","mode":493}"#,
+            ),
+            "appears twice",
+        );
+        refuse(
+            &with_entries(
+                r#"{"path":"b","kind":"dir","mode":493},{"path":"a","kind":"dir","mode":493}"#,
+            ),
+            "out of order",
+        );
+        refuse(
+            &with_entries(r#"{"path":"a/b","kind":"dir","mode":493}"#),
+            "parent",
+        );
+        refuse(
+            &with_entries(&format!(
+                r#"{{"path":"f","kind":"file","mode":420,"sha256":"{h}"}}"#
+            )),
+            "\"size\" is missing",
+        );
+        refuse(
+            &with_entries(r#"{"path":"s","kind":"symlink","target":""}"#),
+            "empty",
+        );
+        refuse(
+            &with_entries(&format!(
+                r#"{{"path":"s","kind":"symlink","target":"x","sha256":"{h}"}}"#
+            )),
+            "has no \"sha256\"",
+        );
+        refuse(
+            &with_entries(&format!(
+                r#"{{"path":"f","kind":"file","mode":420,"size":1,"sha256":"{h}","zstd":{{"sha256":"{h}","size":5}}}}"#
+            )),
+            "compressed size",
+        );
+        refuse(
+            &with_entries(&format!(
+                r#"{{"path":"f","kind":"file","mode":420,"size":3000000,"sha256":"{h}","chunk_size":1048576,"chunks":[]}}"#
+            )),
+            "0 chunks",
+        );
+        refuse(
+            &with_entries(&format!(
+                r#"{{"path":"f","kind":"file","mode":420,"size":3000000,"sha256":"{h}","chunk_size":1000,"chunks":[]}}"#
+            )),
+            "power of two",
+        );
+        refuse(
+            &with_entries(r#"{"path":"a","kind":"dir","mode":493,"extra":1}"#),
+            "unknown field",
+        );
+        refuse(
+            &with_entries("").replace(r#""depends":"""#, r#""depends":"a (>> ""#),
+            "depends",
+        );
+        refuse(
+            &with_entries("").replace(r#""name":"p""#, r#""name":".stork""#),
+            "bad package name",
+        );
+        refuse(
+            &with_entries("").replace(r#""version":"1""#, r#""version":"current""#),
+            "bad version",
+        );
+        refuse(
+            &with_entries("").replace(r#""format":1"#, r#""format":7"#),
+            "format 7",
+        );
+        refuse(
+            &with_entries("").replace("stork-manifest", "stork-index"),
+            "\"stork-index\" document",
+        );
     }
 
     #[test]

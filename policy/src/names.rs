@@ -252,7 +252,17 @@ mod tests {
         for ok in ["a", "libc6", "python3.11", "g++", "numpy", "Foo_Bar-1.2+x"] {
             PackageName::new(ok).unwrap();
         }
-        for bad in ["", ".stork", "-x", "a/b", "..", "a b", "é", "a\0b", &"x".repeat(129)] {
+        for bad in [
+            "",
+            ".stork",
+            "-x",
+            "a/b",
+            "..",
+            "a b",
+            "é",
+            "a\0b",
+            &"x".repeat(129),
+        ] {
             assert!(PackageName::new(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -262,7 +272,9 @@ mod tests {
         for ok in ["1", "1.0-1", "2:1.0~rc1-3+deb12u1", "0.9+git20200101"] {
             Version::new(ok).unwrap();
         }
-        for bad in ["", "current", "a1.0", "1.0 ", "1/2", "1:", ":1", "1.0-", "1..0\0"] {
+        for bad in [
+            "", "current", "a1.0", "1.0 ", "1/2", "1:", ":1", "1.0-", "1..0\0",
+        ] {
             assert!(Version::new(bad).is_err(), "{bad:?} accepted");
         }
     }

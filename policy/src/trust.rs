@@ -51,7 +51,9 @@ impl Pattern {
     /// Checks a pattern.
     pub fn new(s: &str) -> Result<Pattern, String> {
         if s.is_empty() {
-            return Err("a package pattern is empty; remove it or write the names it should allow".into());
+            return Err(
+                "a package pattern is empty; remove it or write the names it should allow".into(),
+            );
         }
         let b = s.as_bytes();
         let mut i = 0;
@@ -63,7 +65,11 @@ impl Pattern {
                         Some(n) if n > 0 && !(n == 1 && matches!(b[i + 1], b'!' | b'^')) => {
                             i += n + 2
                         }
-                        _ => return Err(format!("pattern \"{s}\": '[' without a matching ']' or with an empty set")),
+                        _ => {
+                            return Err(format!(
+                                "pattern \"{s}\": '[' without a matching ']' or with an empty set"
+                            ))
+                        }
                     }
                 }
                 c if c.is_ascii_alphanumeric()
@@ -239,7 +245,8 @@ struct RawPublisher {
 impl TrustPolicy {
     /// Parses and checks a trust file's text. `path` names it in errors.
     pub fn parse(path: &str, text: &str) -> Result<TrustPolicy, TrustFileError> {
-        let line_of = |span: Range<usize>| text[..span.start.min(text.len())].matches('\n').count() + 1;
+        let line_of =
+            |span: Range<usize>| text[..span.start.min(text.len())].matches('\n').count() + 1;
         let err = |span: Range<usize>, message: String| TrustFileError {
             path: path.to_string(),
             line: line_of(span),
@@ -283,19 +290,31 @@ impl TrustPolicy {
                     for k in ks.get_ref() {
                         let k = key(k)?;
                         if keys.contains(&k) {
-                            return Err(err(ks.span(), format!("publisher \"{name}\" lists key {} twice", k.id())));
+                            return Err(err(
+                                ks.span(),
+                                format!("publisher \"{name}\" lists key {} twice", k.id()),
+                            ));
                         }
                         keys.push(k);
                     }
                     if keys.is_empty() {
-                        return Err(err(ks.span(), format!("publisher \"{name}\" has an empty keys list")));
+                        return Err(err(
+                            ks.span(),
+                            format!("publisher \"{name}\" has an empty keys list"),
+                        ));
                     }
                 }
                 (Some(k), Some(_)) => {
-                    return Err(err(k.span(), format!("publisher \"{name}\" has both key and keys; use one")))
+                    return Err(err(
+                        k.span(),
+                        format!("publisher \"{name}\" has both key and keys; use one"),
+                    ))
                 }
                 (None, None) => {
-                    return Err(err(span, format!("publisher \"{name}\" has no key (add key = \"ed25519:...\")")))
+                    return Err(err(
+                        span,
+                        format!("publisher \"{name}\" has no key (add key = \"ed25519:...\")"),
+                    ))
                 }
             }
             let threshold = match &p.threshold {
@@ -312,9 +331,12 @@ impl TrustPolicy {
                 }
             };
             if p.packages.get_ref().is_empty() {
-                return Err(err(p.packages.span(), format!(
+                return Err(err(
+                    p.packages.span(),
+                    format!(
                     "publisher \"{name}\" may sign no package: list patterns in packages = [...]"
-                )));
+                ),
+                ));
             }
             let mut packages = Vec::new();
             for pat in p.packages.get_ref() {
@@ -534,7 +556,12 @@ packages = ["libc[0-9]", "gcc-1?"]
         let e = p.judge(&name("gcc"), "1", &[k(2)]).unwrap_err();
         assert!(matches!(e, Refusal::NotAllowedForName { .. }));
         let msg = e.to_string();
-        assert!(msg.contains("alice") && msg.contains("python3*, numpy") && msg.contains(&k(2).id().to_string()), "{msg}");
+        assert!(
+            msg.contains("alice")
+                && msg.contains("python3*, numpy")
+                && msg.contains(&k(2).id().to_string()),
+            "{msg}"
+        );
         let e = p.judge(&name("numpy"), "1", &[k(50)]).unwrap_err();
         assert!(matches!(e, Refusal::UnknownSigner { .. }), "{e}");
         let e = p.judge(&name("numpy"), "1", &[]).unwrap_err();
@@ -545,7 +572,17 @@ packages = ["libc[0-9]", "gcc-1?"]
     fn thresholds_count_distinct_keys() {
         let p = policy();
         let e = p.judge(&name("libc6"), "2.36", &[k(3)]).unwrap_err();
-        assert!(matches!(e, Refusal::BelowThreshold { have: 1, need: 2, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Refusal::BelowThreshold {
+                    have: 1,
+                    need: 2,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         p.judge(&name("libc6"), "2.36", &[k(3), k(5)]).unwrap();
         // The same key twice is one key.
         let e = p.judge(&name("libc6"), "2.36", &[k(3), k(3)]).unwrap_err();
@@ -575,12 +612,30 @@ packages = ["libc[0-9]", "gcc-1?"]
     fn trust_file_errors_name_the_line() {
         let repo = format!("[repository]\nkey = \"{}\"\n", k(1));
         refuse("[repository]\nkey = \"ed25519:AAAA\"\n", 2, "32 bytes");
-        refuse(&format!("{repo}\n[[publisher]]\nname = \"a\"\nkey = \"{}\"\npackages = [\"\"]\n", k(2)), 7, "empty");
+        refuse(
+            &format!(
+                "{repo}\n[[publisher]]\nname = \"a\"\nkey = \"{}\"\npackages = [\"\"]\n",
+                k(2)
+            ),
+            7,
+            "empty",
+        );
         refuse(&format!("{repo}\n[[publisher]]\nname = \"a\"\nkey = \"{}\"\npackages = [\"x\"]\ncolour = 1\n", k(2)), 8, "unknown field");
         refuse(&format!("{repo}\n[[publisher]]\nname = \"a\"\nkey = \"{}\"\npackages = [\"x\"]\nrevoked = []\n", k(2)), 8, "top of the file");
         refuse(&format!("{repo}\n[[publisher]]\nname = \"a\"\nkeys = [\"{}\"]\nthreshold = 2\npackages = [\"x\"]\n", k(2)), 7, "threshold 2");
-        refuse(&format!("{repo}\n[[publisher]]\nname = \"a\"\npackages = [\"x\"]\n"), 4, "no key");
-        refuse(&format!("{repo}\n[[publisher]]\nname = \"a\"\nkey = \"{}\"\npackages = [\"a/b\"]\n", k(2)), 7, "'/'");
+        refuse(
+            &format!("{repo}\n[[publisher]]\nname = \"a\"\npackages = [\"x\"]\n"),
+            4,
+            "no key",
+        );
+        refuse(
+            &format!(
+                "{repo}\n[[publisher]]\nname = \"a\"\nkey = \"{}\"\npackages = [\"a/b\"]\n",
+                k(2)
+            ),
+            7,
+            "'/'",
+        );
         refuse("[repository\n", 1, "");
         refuse("", 1, "repository");
     }
