@@ -1,0 +1,690 @@
+//! The node's content-addressed cache.
+//!
+//! ```text
+//! CACHE/lock            held (flock) while a daemon uses the cache
+//! CACHE/stork.db        SQLite: objects present, trusted index state, accepted releases, pins
+//! CACHE/objects/ab/abc… one file per distinct content, named by the SHA-256 of its plain bytes
+//! CACHE/tmp/            downloads in progress; emptied at start
+//! ```
+//!
+//! Every object is stored once however many packages, versions and slices contain it, as
+//! plain bytes (mode 0444, in a 0700 directory) so reads are a `pread`.
+//!
+//! How an object becomes trusted, and stays so across crashes:
+//! 1. it is downloaded into `tmp/` and verified against its signed digest while streaming;
+//! 2. only then is it renamed into `objects/` and recorded with `synced = 0`;
+//! 3. a flusher calls `syncfs` every couple of seconds and then marks rows `synced = 1`.
+//!
+//! At start, `tmp/` is emptied, files without a row are deleted, rows without a file are
+//! dropped, and every `synced = 0` object is rehashed (a crash may have left it
+//! incomplete) and dropped if it does not match. An object whose size or modification
+//! time differs from its row is rehashed before it is served. So nothing partial or
+//! unverified is ever served, without paying an fsync per object.
+
+mod db;
+pub mod state;
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use lru::LruCache;
+use policy::digest::Hasher;
+use policy::Digest;
+use rusqlite::{params, Connection};
+use thiserror::Error;
+use tracing::{debug, info, warn};
+
+/// What an object is for. Manifests are never evicted while the node uses them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// File content or a chunk of it.
+    Content = 0,
+    /// A package manifest.
+    Manifest = 1,
+}
+
+impl Kind {
+    fn from_i64(v: i64) -> Kind {
+        if v == 1 {
+            Kind::Manifest
+        } else {
+            Kind::Content
+        }
+    }
+}
+
+struct ObjMeta {
+    size: u64,
+    mtime_ns: i64,
+    kind: Kind,
+    /// Checked against its row since this daemon started.
+    checked: AtomicBool,
+    last_access: AtomicU64,
+}
+
+/// The cache could not be opened.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// Another daemon holds the cache.
+    #[error("cache {0} is in use by another storkfs (one daemon per cache directory)")]
+    Busy(String),
+    /// A filesystem error.
+    #[error("cache {path}: {cause}")]
+    Io {
+        /// The path at fault.
+        path: String,
+        /// The error.
+        cause: io::Error,
+    },
+    /// A database error.
+    #[error("cache database {path}: {cause}")]
+    Db {
+        /// The database file.
+        path: String,
+        /// The error.
+        cause: rusqlite::Error,
+    },
+}
+
+/// Counters shown by `status`.
+#[derive(Default)]
+pub struct StoreStats {
+    /// Reads answered from the cache.
+    pub hits: AtomicU64,
+    /// Reads that needed a fetch.
+    pub misses: AtomicU64,
+    /// Objects evicted.
+    pub evicted: AtomicU64,
+}
+
+/// The cache.
+pub struct Store {
+    dir: PathBuf,
+    objects: PathBuf,
+    tmp: PathBuf,
+    db: Mutex<Connection>,
+    present: RwLock<HashMap<Digest, Arc<ObjMeta>>>,
+    fds: Mutex<LruCache<Digest, Arc<File>>>,
+    seq: AtomicU64,
+    tmp_seq: AtomicU64,
+    /// Counters.
+    pub stats: StoreStats,
+    _lock: File,
+}
+
+/// A download being written in `tmp/`. Deleted on drop unless committed.
+pub struct TempObject {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl TempObject {
+    /// The open file.
+    pub fn file(&mut self) -> &mut File {
+        // Present until commit or drop.
+        self.file.as_mut().expect("temp object file present")
+    }
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempObject {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn mtime_ns(m: &fs::Metadata) -> i64 {
+    m.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(m.mtime_nsec())
+}
+
+impl Store {
+    /// Opens the cache at `dir`, creating it when needed, and recovers from any crash.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let io = |p: &Path| {
+            let path = p.display().to_string();
+            move |cause| StoreError::Io { path, cause }
+        };
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        let lock_path = dir.join("lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        if lock.try_lock().is_err() {
+            return Err(StoreError::Busy(dir.display().to_string()));
+        }
+        let objects = dir.join("objects");
+        let tmp = dir.join("tmp");
+        fs::create_dir_all(&objects).map_err(io(&objects))?;
+        // Anything in tmp/ is an interrupted download: never trusted.
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        }
+        fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        let db_path = dir.join("stork.db");
+        let conn = db::open(&db_path).map_err(|cause| StoreError::Db {
+            path: db_path.display().to_string(),
+            cause,
+        })?;
+        let store = Store {
+            dir: dir.to_path_buf(),
+            objects,
+            tmp,
+            db: Mutex::new(conn),
+            present: RwLock::new(HashMap::new()),
+            fds: Mutex::new(LruCache::new(
+                std::num::NonZeroUsize::new(512).expect("nonzero"),
+            )),
+            seq: AtomicU64::new(0),
+            tmp_seq: AtomicU64::new(0),
+            stats: StoreStats::default(),
+            _lock: lock,
+        };
+        store.recover().map_err(|cause| StoreError::Db {
+            path: db_path.display().to_string(),
+            cause,
+        })?;
+        Ok(store)
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn db(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave the connection half-used in a way
+        // SQLite does not recover from, so a poisoned lock is still usable.
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Path of an object.
+    pub fn object_path(&self, d: &Digest) -> PathBuf {
+        let h = d.to_hex();
+        self.objects.join(&h[..2]).join(h)
+    }
+
+    fn recover(&self) -> rusqlite::Result<()> {
+        let rows: Vec<(Vec<u8>, i64, i64, i64, i64, i64)> = {
+            let db = self.db();
+            let mut st = db
+                .prepare("SELECT digest, size, mtime_ns, kind, synced, last_access FROM objects")?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut present = HashMap::new();
+        let mut drop_rows = Vec::new();
+        let mut rehashed = 0u64;
+        for (raw, size, mtime, kind, synced, last) in rows {
+            let Ok(bytes) = <[u8; 32]>::try_from(raw.as_slice()) else {
+                drop_rows.push(raw);
+                continue;
+            };
+            let d = Digest::from_bytes(bytes);
+            let path = self.object_path(&d);
+            let meta = match fs::metadata(&path) {
+                Ok(m) => m,
+                Err(_) => {
+                    drop_rows.push(raw);
+                    continue;
+                }
+            };
+            if synced == 0 {
+                // Written just before a crash: it may be incomplete on disk.
+                rehashed += 1;
+                if !hash_matches(&path, &d, size as u64) {
+                    warn!(object = %d.short(), "cache object incomplete after a crash; dropped, it will be fetched again");
+                    let _ = fs::remove_file(&path);
+                    drop_rows.push(raw);
+                    continue;
+                }
+            }
+            present.insert(
+                d,
+                Arc::new(ObjMeta {
+                    size: size as u64,
+                    mtime_ns: if synced == 0 { mtime_ns(&meta) } else { mtime },
+                    kind: Kind::from_i64(kind),
+                    checked: AtomicBool::new(synced == 0),
+                    last_access: AtomicU64::new(last as u64),
+                }),
+            );
+        }
+        // Files without a row: committed but never recorded, or foreign. Not trusted.
+        let mut orphans = 0u64;
+        if let Ok(dirs) = fs::read_dir(&self.objects) {
+            for sub in dirs.flatten() {
+                let Ok(files) = fs::read_dir(sub.path()) else {
+                    continue;
+                };
+                for f in files.flatten() {
+                    let name = f.file_name();
+                    let known = name
+                        .to_str()
+                        .and_then(|s| Digest::from_hex(s).ok())
+                        .is_some_and(|d| present.contains_key(&d));
+                    if !known {
+                        orphans += 1;
+                        let _ = fs::remove_file(f.path());
+                    }
+                }
+            }
+        }
+        {
+            let mut db = self.db();
+            let tx = db.transaction()?;
+            for raw in &drop_rows {
+                tx.execute("DELETE FROM objects WHERE digest = ?1", [raw])?;
+            }
+            for (d, m) in &present {
+                tx.execute(
+                    "UPDATE objects SET synced = 1, mtime_ns = ?2 WHERE digest = ?1",
+                    params![d.as_bytes().as_slice(), m.mtime_ns],
+                )?;
+            }
+            tx.commit()?;
+        }
+        if !drop_rows.is_empty() || orphans > 0 || rehashed > 0 {
+            info!(
+                dropped = drop_rows.len(),
+                orphans, rehashed, "cache recovered after an unclean stop"
+            );
+        }
+        // Flush the recovery itself before anything relies on it.
+        self.sync_fs();
+        *self.present.write().unwrap_or_else(|e| e.into_inner()) = present;
+        Ok(())
+    }
+
+    /// Whether an object is present.
+    pub fn contains(&self, d: &Digest) -> bool {
+        self.present
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(d)
+    }
+
+    fn obj(&self, d: &Digest) -> Option<Arc<ObjMeta>> {
+        self.present
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(d)
+            .cloned()
+    }
+
+    /// Opens a present object for reading, checking it against its row the first time
+    /// in this run. Returns `NotFound` when absent or found damaged (then removed).
+    fn file(&self, d: &Digest) -> io::Result<Arc<File>> {
+        let meta = self
+            .obj(d)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        if let Some(f) = self.fds.lock().unwrap_or_else(|e| e.into_inner()).get(d) {
+            return Ok(f.clone());
+        }
+        let path = self.object_path(d);
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(object = %d.short(), cause = %e, "cache object missing; it will be fetched again");
+                self.forget(d);
+                return Err(io::Error::from(io::ErrorKind::NotFound));
+            }
+        };
+        if !meta.checked.load(Ordering::Acquire) {
+            let m = f.metadata()?;
+            if m.len() != meta.size || mtime_ns(&m) != meta.mtime_ns {
+                warn!(object = %d.short(), "cache object changed on disk (size or time); rehashing before use");
+                if !hash_matches(&path, d, meta.size) {
+                    warn!(object = %d.short(), "cache object damaged on disk; removed, it will be fetched again");
+                    let _ = fs::remove_file(&path);
+                    self.forget(d);
+                    return Err(io::Error::from(io::ErrorKind::NotFound));
+                }
+            }
+            meta.checked.store(true, Ordering::Release);
+        }
+        let f = Arc::new(f);
+        self.fds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .put(*d, f.clone());
+        Ok(f)
+    }
+
+    /// Reads up to `buf.len()` bytes of an object at `offset`.
+    pub fn read_at(&self, d: &Digest, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let f = self.file(d)?;
+        let mut n = 0;
+        while n < buf.len() {
+            match f.read_at(&mut buf[n..], offset + n as u64) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(m) = self.obj(d) {
+            m.last_access.store(now_secs(), Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+
+    /// Reads a whole object.
+    pub fn read_all(&self, d: &Digest) -> io::Result<Vec<u8>> {
+        let size = self
+            .obj(d)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?
+            .size;
+        let mut buf = vec![0u8; size as usize];
+        let n = self.read_at(d, 0, &mut buf)?;
+        if n as u64 != size {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short object"));
+        }
+        Ok(buf)
+    }
+
+    /// A new temporary file for a download.
+    pub fn temp(&self) -> io::Result<TempObject> {
+        let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
+        let path = self.tmp.join(format!("{n}"));
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok(TempObject {
+            path,
+            file: Some(file),
+        })
+    }
+
+    /// Moves a verified temporary file into the cache as object `d`.
+    pub fn commit(&self, mut t: TempObject, d: &Digest, size: u64, kind: Kind) -> io::Result<()> {
+        if self.contains(d) {
+            return Ok(()); // t is removed on drop
+        }
+        let file = t.file.take().expect("temp object file present");
+        file.set_permissions(fs::Permissions::from_mode(0o444))?;
+        let dest = self.object_path(d);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        if let Err(e) = fs::rename(&t.path, &dest) {
+            let _ = fs::remove_file(&t.path);
+            return Err(e);
+        }
+        let m = fs::metadata(&dest)?;
+        let mtime = mtime_ns(&m);
+        let now = now_secs();
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let res = self.db().execute(
+            "INSERT OR REPLACE INTO objects (digest, size, mtime_ns, kind, synced, last_access)
+             VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+            params![
+                d.as_bytes().as_slice(),
+                size as i64,
+                mtime,
+                kind as i64,
+                now as i64
+            ],
+        );
+        if let Err(e) = res {
+            let _ = fs::remove_file(&dest);
+            return Err(io::Error::other(e));
+        }
+        let _ = seq;
+        self.present
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                *d,
+                Arc::new(ObjMeta {
+                    size,
+                    mtime_ns: mtime,
+                    kind,
+                    checked: AtomicBool::new(true),
+                    last_access: AtomicU64::new(now),
+                }),
+            );
+        debug!(object = %d.short(), size, "stored");
+        Ok(())
+    }
+
+    fn forget(&self, d: &Digest) {
+        self.present
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(d);
+        self.fds.lock().unwrap_or_else(|e| e.into_inner()).pop(d);
+        let _ = self.db().execute(
+            "DELETE FROM objects WHERE digest = ?1",
+            [d.as_bytes().as_slice()],
+        );
+    }
+
+    fn sync_fs(&self) {
+        if let Ok(f) = File::open(&self.objects) {
+            if let Err(e) = nix::unistd::syncfs(&f) {
+                warn!(cause = %e, "syncfs on the cache failed");
+            }
+        }
+    }
+
+    /// Makes every object committed so far durable, then marks them so. Called every few
+    /// seconds and at shutdown.
+    pub fn flush(&self) {
+        let pending: i64 = self
+            .db()
+            .query_row("SELECT count(*) FROM objects WHERE synced = 0", [], |r| {
+                r.get(0)
+            })
+            .unwrap_or(0);
+        let accesses: Vec<(Digest, u64)> = self
+            .present
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(d, m)| (*d, m.last_access.load(Ordering::Relaxed)))
+            .collect();
+        if pending > 0 {
+            // Rows committed before this point are covered by the sync below; a row
+            // added meanwhile may be marked too early only if it was inserted between
+            // the SELECT of digests and the sync, so take the digests first.
+            let digests: Vec<Vec<u8>> = {
+                let db = self.db();
+                let mut st = match db.prepare("SELECT digest FROM objects WHERE synced = 0") {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+                let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0));
+                match rows {
+                    Ok(r) => r.flatten().collect(),
+                    Err(_) => return,
+                }
+            };
+            self.sync_fs();
+            let mut db = self.db();
+            if let Ok(tx) = db.transaction() {
+                for d in &digests {
+                    let _ = tx.execute("UPDATE objects SET synced = 1 WHERE digest = ?1", [d]);
+                }
+                let _ = tx.commit();
+            };
+        }
+        let mut db = self.db();
+        if let Ok(tx) = db.transaction() {
+            for (d, t) in accesses {
+                let _ = tx.execute(
+                    "UPDATE objects SET last_access = ?2 WHERE digest = ?1 AND last_access < ?2",
+                    params![d.as_bytes().as_slice(), t as i64],
+                );
+            }
+            let _ = tx.commit();
+        };
+    }
+
+    /// Objects present and their total size.
+    pub fn usage(&self) -> (u64, u64) {
+        let p = self.present.read().unwrap_or_else(|e| e.into_inner());
+        (p.len() as u64, p.values().map(|m| m.size).sum())
+    }
+
+    /// Bytes the cache really takes on disk: objects, database, temporary files.
+    pub fn disk_usage(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            let Ok(rd) = fs::read_dir(p) else { return 0 };
+            rd.flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.blocks() * 512,
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(&self.dir)
+    }
+
+    /// The kind of a present object.
+    pub fn kind(&self, d: &Digest) -> Option<Kind> {
+        self.obj(d).map(|m| m.kind)
+    }
+}
+
+/// Rehashes a file and compares it with `d` and `size`.
+pub fn hash_matches(path: &Path, d: &Digest, size: u64) -> bool {
+    let Ok(mut f) = File::open(path) else {
+        return false;
+    };
+    let mut h = Hasher::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => h.update(&buf[..n]),
+            Err(_) => return false,
+        }
+    }
+    h.len() == size && h.finish() == *d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn put(s: &Store, bytes: &[u8]) -> Digest {
+        let d = Digest::of(bytes);
+        let mut t = s.temp().unwrap();
+        t.file().write_all(bytes).unwrap();
+        s.commit(t, &d, bytes.len() as u64, Kind::Content).unwrap();
+        d
+    }
+
+    #[test]
+    fn store_read_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = {
+            let s = Store::open(dir.path()).unwrap();
+            let d = put(&s, b"hello world");
+            let mut buf = [0u8; 5];
+            assert_eq!(s.read_at(&d, 6, &mut buf).unwrap(), 5);
+            assert_eq!(&buf, b"world");
+            s.flush();
+            d
+        };
+        let s = Store::open(dir.path()).unwrap();
+        assert!(s.contains(&d));
+        assert_eq!(s.read_all(&d).unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn one_daemon_per_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let _a = Store::open(dir.path()).unwrap();
+        assert!(matches!(Store::open(dir.path()), Err(StoreError::Busy(_))));
+    }
+
+    #[test]
+    fn unsynced_damaged_objects_are_dropped_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (good, bad) = {
+            let s = Store::open(dir.path()).unwrap();
+            let good = put(&s, b"good");
+            let bad = put(&s, b"bad content");
+            // Simulate a crash before the flusher ran: the file lost its tail.
+            let p = s.object_path(&bad);
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+            fs::write(&p, b"bad").unwrap();
+            (good, bad)
+        };
+        fs::write(dir.path().join("tmp").join("77"), b"partial").unwrap();
+        let orphan = dir.path().join("objects/00");
+        fs::create_dir_all(&orphan).unwrap();
+        fs::write(orphan.join(Digest::of(b"x").to_hex()), b"x").unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        assert!(s.contains(&good));
+        assert!(!s.contains(&bad));
+        assert!(!s.object_path(&bad).exists());
+        assert!(!dir.path().join("tmp/77").exists());
+        assert!(!orphan.join(Digest::of(b"x").to_hex()).exists());
+    }
+
+    #[test]
+    fn a_changed_object_is_rehashed_and_never_served_when_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = {
+            let s = Store::open(dir.path()).unwrap();
+            let d = put(&s, b"original bytes");
+            s.flush();
+            d
+        };
+        let p = dir
+            .path()
+            .join("objects")
+            .join(&d.to_hex()[..2])
+            .join(d.to_hex());
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        let mut f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.write_all(b"tampered").unwrap();
+        drop(f);
+        let s = Store::open(dir.path()).unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!(
+            s.read_at(&d, 0, &mut buf).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+        assert!(!s.contains(&d));
+        assert!(!p.exists());
+    }
+}
