@@ -21,9 +21,11 @@ use policy::trust::TrustPolicy;
 use tracing::{error, info, warn};
 
 use crate::catalog::{Catalog, Refreshed, View};
+use crate::ctl::{self, Ctl};
 use crate::fetch::Fetcher;
 use crate::mount::{Core, StorkFs};
 use crate::options::{LogTarget, MountOptions, Quota};
+use crate::pins::Pins;
 use crate::source::{Sources, Timeouts};
 use crate::status::{self, StatusContext};
 use crate::store::Store;
@@ -176,24 +178,42 @@ fn serve(opts: &MountOptions, ready: &mut Ready) -> Result<()> {
     }
     rt.spawn(catalog.clone().load_all());
 
-    let ctx = StatusContext {
+    let pins = Arc::new(Pins::load(store.clone()).context("cannot read the pins")?);
+    let ctx = Arc::new(StatusContext {
         repository: opts.repo.to_string(),
         mountpoint: opts.mountpoint.display().to_string(),
         quota,
-    };
+    });
     let status_cat = catalog.clone();
+    let status_ctx = ctx.clone();
+    let current_pins = pins.clone();
     let core = Arc::new(Core {
         catalog: catalog.clone(),
         rt: rt.handle().clone(),
         timeout: opts.timeout,
         status: Box::new(move || {
-            let mut v =
-                serde_json::to_vec_pretty(&status::build(&status_cat, &ctx)).unwrap_or_default();
+            let mut v = serde_json::to_vec_pretty(&status::build(&status_cat, &status_ctx))
+                .unwrap_or_default();
             v.push(b'\n');
             v
         }),
-        current: Box::new(|view: &View, pid, _uid| view.newest(pid).cloned()),
+        current: Box::new(move |view: &View, pid, uid| current_pins.current(view, pid, uid)),
     });
+    let listener = {
+        let _rt = rt.enter();
+        ctl::bind(&opts.socket)
+            .with_context(|| format!("cannot open the control socket {}", opts.socket.display()))?
+    };
+    let ctl_state = Arc::new(Ctl {
+        catalog: catalog.clone(),
+        pins,
+        status: {
+            let (c, x) = (catalog.clone(), ctx.clone());
+            Box::new(move || status::build(&c, &x))
+        },
+        log: Some(logctl),
+    });
+    rt.spawn(ctl::serve(listener, ctl_state));
     let fs = StorkFs::new(core);
     let mut config = fuser::Config::default();
     config.mount_options = vec![
@@ -279,6 +299,7 @@ fn serve(opts: &MountOptions, ready: &mut Ready) -> Result<()> {
     ready.send(&format!("ready{}\n", note.unwrap_or_default()));
     let result = session.run();
     info!("unmounted");
+    let _ = std::fs::remove_file(&opts.socket);
     store.flush();
     rt.shutdown_timeout(Duration::from_secs(2));
     result.context("the FUSE session failed")?;

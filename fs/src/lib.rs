@@ -11,6 +11,7 @@
 //! - [`tree`]: inode numbers and a version's directory tree;
 //! - [`fetch`], [`source`]: one verified download per object, from origin/mirrors/peers;
 //! - [`store`]: the content-addressed cache with its SQLite index;
+//! - [`pins`], [`ctl`]: per-slice pins and `current`, and the control socket;
 //! - [`status`], [`log`], [`sys`]: what operators see, and the OS.
 //!
 //! # Testing
@@ -18,11 +19,13 @@
 #![deny(unsafe_code)]
 
 pub mod catalog;
+pub mod ctl;
 pub mod daemon;
 pub mod fetch;
 pub mod log;
 pub mod mount;
 pub mod options;
+pub mod pins;
 pub mod source;
 pub mod status;
 pub mod store;

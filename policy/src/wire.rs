@@ -164,6 +164,9 @@ pub struct PinSet {
     pub added: Vec<Pin>,
     /// Packages whose pins the command removed.
     pub removed: Vec<String>,
+    /// Dependencies that name no package of the repository, assumed to be provided by
+    /// the system (for example `libc6` of a .deb).
+    pub external: Vec<String>,
 }
 
 /// The result of `prefetch`.

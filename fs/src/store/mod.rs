@@ -575,6 +575,57 @@ impl Store {
         walk(&self.dir)
     }
 
+    /// Rehashes every object: drops what does not match its name, rows whose file is
+    /// gone, and files without a row (`storkctl verify`).
+    pub fn verify_all(&self) -> policy::wire::VerifyReport {
+        let list: Vec<(Digest, u64)> = self
+            .present
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(d, m)| (*d, m.size))
+            .collect();
+        let mut report = policy::wire::VerifyReport::default();
+        for (d, size) in list {
+            let path = self.object_path(&d);
+            if !path.exists() {
+                report.missing += 1;
+                self.forget(&d);
+                continue;
+            }
+            report.checked += 1;
+            if !hash_matches(&path, &d, size) {
+                warn!(object = %d.short(), "cache object does not match its digest; removed, it will be fetched again");
+                let _ = fs::remove_file(&path);
+                self.forget(&d);
+                report.removed.push(d.to_hex());
+            }
+        }
+        let present = self.present.read().unwrap_or_else(|e| e.into_inner());
+        if let Ok(dirs) = fs::read_dir(&self.objects) {
+            for sub in dirs.flatten() {
+                for f in fs::read_dir(sub.path()).into_iter().flatten().flatten() {
+                    let known = f
+                        .file_name()
+                        .to_str()
+                        .and_then(|s| Digest::from_hex(s).ok())
+                        .is_some_and(|d| present.contains_key(&d));
+                    if !known && fs::remove_file(f.path()).is_ok() {
+                        report.orphans += 1;
+                    }
+                }
+            }
+        }
+        info!(
+            checked = report.checked,
+            removed = report.removed.len(),
+            missing = report.missing,
+            orphans = report.orphans,
+            "cache verified"
+        );
+        report
+    }
+
     /// The kind of a present object.
     pub fn kind(&self, d: &Digest) -> Option<Kind> {
         self.obj(d).map(|m| m.kind)
