@@ -142,6 +142,8 @@ fn serve(opts: &MountOptions, ready: &mut Ready) -> Result<()> {
             .map(|(total, _)| total / 100 * p as u64)
             .unwrap_or(u64::MAX),
     };
+    store.set_quota(quota);
+    store.enforce_quota();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .thread_name("storkfs-io")
@@ -206,7 +208,7 @@ fn serve(opts: &MountOptions, ready: &mut Ready) -> Result<()> {
     };
     let ctl_state = Arc::new(Ctl {
         catalog: catalog.clone(),
-        pins,
+        pins: pins.clone(),
         status: {
             let (c, x) = (catalog.clone(), ctx.clone());
             Box::new(move || status::build(&c, &x))
@@ -257,13 +259,18 @@ fn serve(opts: &MountOptions, ready: &mut Ready) -> Result<()> {
                 }
             }
         });
-        let s = store.clone();
+        let (s, p, c) = (store.clone(), pins.clone(), catalog.clone());
         rt.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(2));
             loop {
                 tick.tick().await;
-                let s = s.clone();
-                let _ = tokio::task::spawn_blocking(move || s.flush()).await;
+                let (s, p, c) = (s.clone(), p.clone(), c.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    s.set_pinned(p.protected(&c));
+                    s.flush();
+                    s.enforce_quota();
+                })
+                .await;
             }
         });
     }

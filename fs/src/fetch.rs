@@ -218,6 +218,12 @@ impl Fetcher {
         what: &What,
     ) -> Result<u64, Attempt> {
         let local = |e: io::Error| Attempt::Local(e.to_string());
+        // Room for the download, and for the plain bytes when it is compressed.
+        let room = blob.stored_size() + if blob.zstd.is_some() { blob.size } else { 0 };
+        let _room = self
+            .store
+            .reserve(room)
+            .map_err(|e| Attempt::Local(e.to_string()))?;
         let mut tmp = self.store.temp().map_err(local)?;
         let mut hasher = Hasher::new();
         let max = blob.stored_size();

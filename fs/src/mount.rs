@@ -26,11 +26,11 @@ use fuser::{
     ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
 };
 use policy::manifest::{Blob, Entry, FileData, Node};
-use policy::Digest;
 use tracing::{debug, warn};
 
 use crate::catalog::{Catalog, LoadError, View};
 use crate::fetch::{FetchError, What};
+use crate::store::evict::Hold;
 use crate::store::{Kind, Store};
 use crate::tree::{Ino, VersionTree};
 
@@ -58,7 +58,7 @@ pub struct Core {
 enum Handle {
     Status(Vec<u8>),
     Dir(Vec<(u64, FileType, String)>),
-    File { pinned: Vec<Digest> },
+    File { _hold: Hold },
 }
 
 /// The filesystem.
@@ -630,29 +630,29 @@ impl Filesystem for StorkFs {
                 let Some(e) = tree.entry(idx) else {
                     return reply.error(Errno::ENOENT);
                 };
-                let (blobs, whole) = match &e.node {
+                let whole = match &e.node {
                     Node::File {
                         data: FileData::Whole(b),
                         ..
-                    } => (vec![*b], Some(*b)),
-                    Node::File {
-                        data: FileData::Chunked { chunks, .. },
-                        ..
-                    } => (chunks.clone(), None),
+                    } => Some(*b),
+                    Node::File { .. } => None,
                     Node::Dir { .. } => return reply.error(errno(Fail::IsDir)),
                     Node::Symlink { .. } => {
                         return reply.error(errno(Fail::Invalid("open of a symlink")))
                     }
                 };
-                let pinned: Vec<Digest> = blobs.iter().map(|b| b.sha256).collect();
                 let store = self.catalog().store().clone();
+                // An open small file stays in the cache. Chunks of a large file are held
+                // only while a read fetches and copies them, so a file larger than the
+                // quota can still be read.
+                let hold = store.hold(whole.map(|b| vec![b.sha256]).unwrap_or_default());
                 match whole {
                     // A small file is fetched whole at open, so that open fails (EIO)
                     // rather than the first read when it cannot be had.
                     Some(b) if b.size > 0 && !store.contains(&b.sha256) => {
                         store.stats.misses.fetch_add(1, Ordering::Relaxed);
                         let core = self.core.clone();
-                        let fh = self.add_handle(Handle::File { pinned });
+                        let fh = self.add_handle(Handle::File { _hold: hold });
                         let size = b.size as u32;
                         self.spawn(async move {
                             match fetch_range(core, tree, idx, 0, size).await {
@@ -667,7 +667,7 @@ impl Filesystem for StorkFs {
                         if whole.is_some() {
                             store.stats.hits.fetch_add(1, Ordering::Relaxed);
                         }
-                        let fh = self.add_handle(Handle::File { pinned });
+                        let fh = self.add_handle(Handle::File { _hold: hold });
                         reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
                     }
                 }
@@ -719,7 +719,14 @@ impl Filesystem for StorkFs {
                     .fetch_add(1, Ordering::Relaxed);
                 let core = self.core.clone();
                 let me_tree = tree.clone();
+                let hold = self.catalog().store().hold(
+                    segments(&e.node, offset, size as u64)
+                        .iter()
+                        .map(|s| s.0.sha256)
+                        .collect(),
+                );
                 self.spawn(async move {
+                    let _hold = hold;
                     if let Err(f) =
                         fetch_range(core.clone(), me_tree.clone(), idx, offset, size).await
                     {
@@ -761,9 +768,8 @@ impl Filesystem for StorkFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        if let Some(Handle::File { pinned }) = self.handles().remove(&fh.0) {
-            drop(pinned);
-        }
+        // Dropping the handle releases its hold on the objects.
+        self.handles().remove(&fh.0);
         reply.ok();
     }
 

@@ -220,6 +220,37 @@ impl Pins {
         Ok(out)
     }
 
+    /// Every object of every pinned version whose tree is loaded (pinning loads it).
+    pub fn protected(&self, cat: &Catalog) -> std::collections::HashSet<policy::Digest> {
+        let view = cat.view();
+        let mut out = std::collections::HashSet::new();
+        let m = self.map.read().unwrap_or_else(|e| e.into_inner());
+        for pins in m.values() {
+            for (name, (version, _)) in pins {
+                let Some(ver) = find(&view, name, pins) else {
+                    continue;
+                };
+                let _ = version;
+                let Some(tree) = cat.tree(ver.vid) else {
+                    continue;
+                };
+                for e in &tree.manifest.entries {
+                    if let policy::manifest::Node::File { data, .. } = &e.node {
+                        match data {
+                            policy::manifest::FileData::Whole(b) => {
+                                out.insert(b.sha256);
+                            }
+                            policy::manifest::FileData::Chunked { chunks, .. } => {
+                                out.extend(chunks.iter().map(|c| c.sha256));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     fn owner_map(&self, owner: Owner) -> PinMap {
         self.map
             .read()

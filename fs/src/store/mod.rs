@@ -22,6 +22,7 @@
 //! unverified is ever served, without paying an fsync per object.
 
 mod db;
+pub mod evict;
 pub mod state;
 
 use std::collections::HashMap;
@@ -60,6 +61,8 @@ impl Kind {
 
 struct ObjMeta {
     size: u64,
+    /// Bytes it takes on disk (allocated blocks).
+    disk: u64,
     mtime_ns: i64,
     kind: Kind,
     /// Checked against its row since this daemon started.
@@ -110,10 +113,19 @@ pub struct Store {
     db: Mutex<Connection>,
     present: RwLock<HashMap<Digest, Arc<ObjMeta>>>,
     fds: Mutex<LruCache<Digest, Arc<File>>>,
-    seq: AtomicU64,
     tmp_seq: AtomicU64,
+    /// Sum of the objects' `disk`.
+    objects_disk: AtomicU64,
     /// Counters.
     pub stats: StoreStats,
+    quota: AtomicU64,
+    /// Bytes promised to downloads in progress.
+    reserved: AtomicU64,
+    /// Objects open through the mount, with their open counts.
+    open: Mutex<HashMap<Digest, u32>>,
+    /// Objects of pinned versions (set by the daemon when pins or the view change).
+    pinned: RwLock<Arc<std::collections::HashSet<Digest>>>,
+    evicting: Mutex<()>,
     _lock: File,
 }
 
@@ -197,9 +209,14 @@ impl Store {
             fds: Mutex::new(LruCache::new(
                 std::num::NonZeroUsize::new(512).expect("nonzero"),
             )),
-            seq: AtomicU64::new(0),
             tmp_seq: AtomicU64::new(0),
+            objects_disk: AtomicU64::new(0),
             stats: StoreStats::default(),
+            quota: AtomicU64::new(u64::MAX),
+            reserved: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+            pinned: RwLock::new(Arc::new(std::collections::HashSet::new())),
+            evicting: Mutex::new(()),
             _lock: lock,
         };
         store.recover().map_err(|cause| StoreError::Db {
@@ -274,6 +291,7 @@ impl Store {
                 d,
                 Arc::new(ObjMeta {
                     size: size as u64,
+                    disk: meta.blocks() * 512,
                     mtime_ns: if synced == 0 { mtime_ns(&meta) } else { mtime },
                     kind: Kind::from_i64(kind),
                     checked: AtomicBool::new(synced == 0),
@@ -323,6 +341,8 @@ impl Store {
         }
         // Flush the recovery itself before anything relies on it.
         self.sync_fs();
+        let disk = present.values().map(|m| m.disk).sum();
+        self.objects_disk.store(disk, Ordering::Relaxed);
         *self.present.write().unwrap_or_else(|e| e.into_inner()) = present;
         Ok(())
     }
@@ -447,7 +467,6 @@ impl Store {
         let m = fs::metadata(&dest)?;
         let mtime = mtime_ns(&m);
         let now = now_secs();
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let res = self.db().execute(
             "INSERT OR REPLACE INTO objects (digest, size, mtime_ns, kind, synced, last_access)
              VALUES (?1, ?2, ?3, ?4, 0, ?5)",
@@ -463,7 +482,8 @@ impl Store {
             let _ = fs::remove_file(&dest);
             return Err(io::Error::other(e));
         }
-        let _ = seq;
+        self.objects_disk
+            .fetch_add(m.blocks() * 512, Ordering::Relaxed);
         self.present
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -471,6 +491,7 @@ impl Store {
                 *d,
                 Arc::new(ObjMeta {
                     size,
+                    disk: m.blocks() * 512,
                     mtime_ns: mtime,
                     kind,
                     checked: AtomicBool::new(true),
@@ -482,10 +503,14 @@ impl Store {
     }
 
     fn forget(&self, d: &Digest) {
-        self.present
+        let gone = self
+            .present
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(d);
+        if let Some(m) = gone {
+            self.objects_disk.fetch_sub(m.disk, Ordering::Relaxed);
+        }
         self.fds.lock().unwrap_or_else(|e| e.into_inner()).pop(d);
         let _ = self.db().execute(
             "DELETE FROM objects WHERE digest = ?1",
