@@ -220,7 +220,8 @@ fn serve(opts: &MountOptions, ready: &mut Ready) -> Result<()> {
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         MountOption::FSName(opts.repo.as_str().replace(',', "%2C")),
-        MountOption::Subtype("storkfs".into()),
+        // The kernel takes subtype= itself, so /proc/mounts says fuse.storkfs.
+        MountOption::CUSTOM("subtype=storkfs".into()),
         MountOption::RO,
         MountOption::NoSuid,
         MountOption::NoDev,

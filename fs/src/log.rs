@@ -26,7 +26,8 @@ pub struct LogControl {
 impl LogControl {
     /// Sets a new filter, e.g. `debug` or `storkfs=trace`.
     pub fn set(&self, filter: &str) -> Result<(), String> {
-        let f = EnvFilter::try_new(filter).map_err(|e| format!("not a log filter: {e}"))?;
+        let f = EnvFilter::try_new(with_quiet_fuser(filter))
+            .map_err(|e| format!("not a log filter: {e}"))?;
         self.handle.reload(f).map_err(|e| e.to_string())
     }
 }
@@ -112,7 +113,8 @@ pub fn init(
             }
         },
     };
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_new(with_quiet_fuser(level)).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let ansi = matches!(sink, Sink::Stderr) && io::IsTerminal::is_terminal(&io::stderr());
     let fmt = tracing_subscriber::fmt::layer()
@@ -136,6 +138,16 @@ pub fn init(
     };
     res.map_err(|e| io::Error::other(e.to_string()))?;
     Ok((LogControl { handle }, fell_back))
+}
+
+/// fuser warns "Failed to umount filesystem" after every external `umount`, which is the
+/// normal way to stop us; keep its session module to errors unless asked for.
+fn with_quiet_fuser(level: &str) -> String {
+    if level.contains("fuser") {
+        level.to_string()
+    } else {
+        format!("{level},fuser::session=error")
+    }
 }
 
 fn open_log(p: &Path) -> io::Result<File> {

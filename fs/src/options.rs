@@ -5,7 +5,8 @@
 //! default; an unknown or malformed option is an error that names it. Generic mount
 //! options that mount(8) and mount.fuse3 pass along (`_netdev`, `nofail`, `auto`,
 //! `defaults`, `x-systemd.*`, ...) are accepted and ignored; options that would weaken
-//! the mount (`rw`, `suid`, `dev`) are refused.
+//! the mount (`rw`, `suid`, `dev`, which mount(8) adds for `defaults` and as root) are
+//! accepted and have no effect: the mount is always read-only, nosuid and nodev.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -89,9 +90,6 @@ pub enum OptionError {
         /// What is wrong.
         why: String,
     },
-    /// An option that would make the mount unsafe or writable.
-    #[error("option '{0}' is refused: the Stork mount is always read-only, nosuid and nodev")]
-    Refused(String),
     /// The positional arguments are wrong.
     #[error("{0}")]
     Usage(String),
@@ -131,7 +129,8 @@ usage: storkfs REPO_URL MOUNTPOINT [-o OPT[,OPT...]] [-f]
      allow_other      let every user (slice) read the mount
      threads=N        FUSE request loops                  [4]
      ro, noexec, nosuid, nodev, default_permissions, _netdev, nofail, auto, noauto,
-     defaults, user, users, noatime, relatime, x-systemd.*, comment=...  accepted
+     defaults, user, users, noatime, relatime, x-systemd.*, comment=...  accepted;
+     rw, suid, dev are accepted and ignored: the mount is always ro, nosuid, nodev
   -h, --help       this help
   -V, --version    the version
 
@@ -237,7 +236,9 @@ impl MountOptions {
                 flag()?;
                 self.noexec = true
             }
-            "rw" | "suid" | "dev" => return Err(OptionError::Refused(name.to_string())),
+            // mount(8) and mount.fuse3 pass these for `defaults` or as root; the mount is
+            // read-only, nosuid and nodev whatever they say.
+            "rw" | "suid" | "dev" => flag()?,
             // Always in effect, or meaningful only to mount(8) and its helpers.
             "ro"
             | "nosuid"
@@ -457,8 +458,8 @@ mod tests {
         assert!(e("quota=0%").contains("'quota'"));
         assert!(e("cache=relative").contains("absolute"));
         assert!(e("mirrors=ftp://x").contains("http"));
-        assert!(e("rw").contains("read-only"));
-        assert!(e("suid").contains("refused"));
+        // mount(8) passes these for `defaults`; they never weaken the mount.
+        assert!(parse(&["http://x/", "/m", "-o", "rw,suid,dev"]).is_ok());
         assert!(e("allow_other=1").contains("takes no value"));
         assert!(e("cache=").contains("needs a value"));
         assert!(parse(&["http://x/"]).is_err());
