@@ -41,6 +41,9 @@ const TTL_LISTING: Duration = Duration::from_secs(1);
 /// Per-caller or time-varying answers.
 const TTL_NONE: Duration = Duration::ZERO;
 
+/// Resolves `current` of package `pid` for `uid` in a view.
+pub type CurrentFn = Box<dyn Fn(&View, u32, u32) -> Option<Arc<crate::catalog::Ver>> + Send + Sync>;
+
 /// What the filesystem needs from the rest of the daemon.
 pub struct Core {
     /// The catalog.
@@ -52,7 +55,7 @@ pub struct Core {
     /// Renders `/.stork/status`.
     pub status: Box<dyn Fn() -> Vec<u8> + Send + Sync>,
     /// Resolves `current` for a uid.
-    pub current: Box<dyn Fn(&View, u32, u32) -> Option<Arc<crate::catalog::Ver>> + Send + Sync>,
+    pub current: CurrentFn,
 }
 
 enum Handle {

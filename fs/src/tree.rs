@@ -69,7 +69,7 @@ impl Ino {
             n if n < 1 << ENTRY_BITS => {
                 let k = n - PKG_BASE;
                 let p = u32::try_from(k / 2).ok().filter(|&p| p < MAX_PACKAGES)?;
-                Some(if k % 2 == 0 {
+                Some(if k.is_multiple_of(2) {
                     Ino::Package(p)
                 } else {
                     Ino::Current(p)

@@ -79,7 +79,7 @@ impl Release {
         let public = key.public();
         self.signatures.retain(|s| s.key != public);
         self.signatures.push(Signature { key: public, sig });
-        self.signatures.sort_by(|a, b| a.key.cmp(&b.key));
+        self.signatures.sort_by_key(|s| s.key);
     }
 
     /// The distinct keys whose signature over the manifest digest verifies. A key that
@@ -123,7 +123,7 @@ impl Withdrawal {
         let public = key.public();
         self.signatures.retain(|s| s.key != public);
         self.signatures.push(Signature { key: public, sig });
-        self.signatures.sort_by(|a, b| a.key.cmp(&b.key));
+        self.signatures.sort_by_key(|s| s.key);
     }
 
     /// The distinct keys whose signature verifies.

@@ -307,7 +307,7 @@ mod tests {
             let e = TreePath::new(bad).unwrap_err().to_string();
             assert!(e.contains(why), "{bad:?}: {e}");
         }
-        assert!(TreePath::new(&"a/".repeat(129).trim_end_matches('/').to_string()).is_err());
+        assert!(TreePath::new("a/".repeat(129).trim_end_matches('/')).is_err());
         assert!(TreePath::new(&"x".repeat(256)).is_err());
     }
 

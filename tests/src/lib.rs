@@ -8,6 +8,7 @@
 //!   byte for byte (for "a refused add leaves the repository unchanged");
 //! - [`Repo`] drives the real `stork-repo` binary; [`Origin`] is a fault-injecting HTTP
 //!   server over a repository; [`Nginx`] and [`Squid`] run the real servers;
+//! - [`Mount`] runs a real `storkfs` on a temporary mount point, unmounted on drop;
 //! - [`fixtures`] builds hostile archives, real `.deb`s and real trees;
 //! - [`wait_until`] / [`wait_for`] replace every sleep: they poll a condition until a
 //!   deadline and panic with the whole state when it expires.
@@ -28,6 +29,7 @@
 
 pub mod fixtures;
 pub mod http;
+mod mount;
 mod nginx;
 mod origin;
 mod process;
@@ -43,6 +45,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 pub use http::{curl, HttpResponse, Request};
+pub use mount::{
+    as_uid, is_mounted, margin, mount_options, read_as, readlink_as, Mount, MountBuilder,
+};
 pub use nginx::{Nginx, NGINX_SITE};
 pub use origin::{Gate, Origin, Pattern, RuleId};
 pub use process::{Cmd, Daemon, Outcome};

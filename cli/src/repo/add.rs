@@ -120,7 +120,7 @@ fn add(repo: &Repo, args: &Args, key: &SecretKey) -> Result<(PackageName, Versio
         Progress::Entries(n) => scan.set(n, n),
         Progress::Bytes(_) => {}
     })
-    .with_context(|| format!("cannot add {}", args.source.display()))?;
+    .context("nothing was added")?;
     scan.finish();
     let deb = tree.deb.as_ref();
     let name = match (&args.name, deb) {

@@ -131,9 +131,9 @@ impl Args {
 }
 
 fn human_duration(s: u64) -> String {
-    if s % 86400 == 0 {
+    if s.is_multiple_of(86400) {
         format!("{} days", s / 86400)
-    } else if s % 3600 == 0 {
+    } else if s.is_multiple_of(3600) {
         format!("{} hours", s / 3600)
     } else {
         format!("{s} seconds")
