@@ -121,6 +121,9 @@ fn serve(opts: &MountOptions, ready: &mut Ready) -> Result<()> {
             .context("cannot set up logging")?;
     let _ = logctl;
     sys::raise_nofile();
+    if !opts.peers.is_empty() || opts.serve.is_some() {
+        warn!("peers= and serve= are accepted, but sharing caches between nodes is not in this version of storkfs; ignoring them");
+    }
     if sys::is_dead_mount(&opts.mountpoint) {
         bail!(
             "{} is a Stork mount whose daemon is gone (Transport endpoint is not connected): run `umount -l {}` and mount again",

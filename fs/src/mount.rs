@@ -328,7 +328,7 @@ impl StorkFs {
                 match pkg.versions.iter().find(|v| v.version.as_str() == name) {
                     None => Err(Fail::NotFound),
                     Some(v) => match self.catalog().tree(v.vid) {
-                        Some(t) => Ok((version_attr(&t), TTL_FOREVER)),
+                        Some(t) => Ok((version_attr(&t), TTL_LISTING)),
                         None => return Err(v.vid),
                     },
                 }
@@ -557,7 +557,7 @@ impl Filesystem for StorkFs {
                 let timeout = self.core.timeout;
                 self.spawn(async move {
                     match tokio::time::timeout(timeout, cat.load_tree(vid)).await {
-                        Ok(Ok(t)) => reply.entry(&TTL_FOREVER, &version_attr(&t), Generation(0)),
+                        Ok(Ok(t)) => reply.entry(&TTL_LISTING, &version_attr(&t), Generation(0)),
                         Ok(Err(e)) => reply.error(errno(Fail::Load(e))),
                         Err(_) => reply.error(errno(Fail::TimedOut(
                             format!("manifest of version {vid}"),
@@ -626,7 +626,12 @@ impl Filesystem for StorkFs {
                 let fh = self.add_handle(Handle::Status((self.core.status)()));
                 reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
             }
-            Ino::Entry(..) => {
+            Ino::Entry(vid, _) => {
+                // A version withdrawn since the kernel cached its entries: files already
+                // open keep reading, new opens fail.
+                if !self.catalog().view().by_vid.contains_key(&vid) {
+                    return reply.error(Errno::ENOENT);
+                }
                 let Some((tree, idx)) = self.entry_of(ino) else {
                     return reply.error(Errno::ENOENT);
                 };

@@ -119,8 +119,8 @@ usage: storkfs REPO_URL MOUNTPOINT [-o OPT[,OPT...]] [-f]
      socket=PATH      control socket for storkctl         [/run/stork/ctl.sock]
      mirrors=URL|URL  mirrors, tried in order after REPO_URL
      proxy=URL        HTTP proxy (default: $http_proxy / $https_proxy)
-     peers=URL|URL    other nodes serving their caches (tried first; verified like any source)
-     serve=ADDR:PORT  serve this node's verified cache to peers
+     peers=URL|URL    other nodes serving their caches (accepted; not in this version)
+     serve=ADDR:PORT  serve this node's cache to peers (accepted; not in this version)
      quota=SIZE       cache limit, e.g. 20G, 512M, or 15% of the cache filesystem [10%]
      refresh=SECONDS  how often to look for a new index   [300]
      timeout=SECONDS  longest a read waits on the network before EIO [30]

@@ -4,7 +4,7 @@
 //! caller, so a bad source can cost time, never integrity. This module bounds that time
 //! and tracks each source's health:
 //!
-//! - the order is: peers, then the origin (`REPO_URL`), then each mirror, as configured;
+//! - the order is: the origin (`REPO_URL`), then each mirror, as configured;
 //!   a source that failed is backed off (15 s, doubling to 5 min) and moved to the end of
 //!   the order until then, so it is tried again later, never abandoned;
 //! - every download is bounded before it starts by the size the signed metadata gives
@@ -243,10 +243,9 @@ impl Sources {
             b = b.proxy(reqwest::Proxy::all(p.as_str()).map_err(|e| format!("proxy {p}: {e}"))?);
         }
         let client = b.build().map_err(|e| format!("cannot set up HTTP: {e}"))?;
+        // peers= is accepted but peer sharing is not built yet: a node's cache stores plain
+        // objects, not the repository's layout, so peers are not sources (yet).
         let mut list: Vec<Arc<Source>> = Vec::new();
-        for u in &opts.peers {
-            list.push(Arc::new(Source::new(u.clone(), Kind::Peer)));
-        }
         list.push(Arc::new(Source::new(opts.repo.clone(), Kind::Origin)));
         for u in &opts.mirrors {
             list.push(Arc::new(Source::new(u.clone(), Kind::Mirror)));
