@@ -146,8 +146,8 @@ BIGB=$((BIG_MB * 1048576))
 rate() { python3 -c "import sys; print('%.0f' % (float(sys.argv[1]) / 1e6 / max(float(sys.argv[2]), 1e-9)))" "$1" "$2"; }
 ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / max(float(sys.argv[2]), 1e-9)))" "$1" "$2"; }
 printf '\n| measurement | through the mount | baseline | baseline is | mount time / baseline |\n|---|---|---|---|---|\n'
-printf '| 512 MB file, warm page cache | %ss (%s MB/s) | %ss (%s MB/s) | cat of the cache files | %s |\n' "$WARM_BIG" "$(rate $BIGB $WARM_BIG)" "$CACHE_BIG" "$(rate $BIGB $CACHE_BIG)" "$(ratio $WARM_BIG $CACHE_BIG)"
-printf '| 512 MB file, after drop_caches | %ss (%s MB/s) | %ss (%s MB/s) | cat of the cache files | %s |\n' "$DISK_BIG" "$(rate $BIGB $DISK_BIG)" "$DISK_CACHE" "$(rate $BIGB $DISK_CACHE)" "$(ratio $DISK_BIG $DISK_CACHE)"
-printf '| %s-file tree, warm | %ss | %ss | tar of the same tree on local disk | %s |\n' "$n" "$WARM_TREE" "$LOCAL_TREE" "$(ratio $WARM_TREE $LOCAL_TREE)"
-printf '| %s-file tree, cold over loopback | %ss | %ss | curl of the same objects, one connection | %s |\n' "$n" "$COLD_TREE" "$CURL_TREE" "$(ratio $COLD_TREE $CURL_TREE)"
-printf '| 512 MB file, cold over loopback | %ss | %ss | curl of the same objects, one connection | %s |\n' "$COLD_BIG" "$CURL_BIG" "$(ratio $COLD_BIG $CURL_BIG)"
+printf "| $BIG_MB MB file, warm page cache | %ss (%s MB/s) | %ss (%s MB/s) | cat of the cache files | %s |\n" "$WARM_BIG" "$(rate $BIGB $WARM_BIG)" "$CACHE_BIG" "$(rate $BIGB $CACHE_BIG)" "$(ratio $WARM_BIG $CACHE_BIG)"
+printf "| $BIG_MB MB file, after drop_caches | %ss (%s MB/s) | %ss (%s MB/s) | cat of the cache files | %s |\n" "$DISK_BIG" "$(rate $BIGB $DISK_BIG)" "$DISK_CACHE" "$(rate $BIGB $DISK_CACHE)" "$(ratio $DISK_BIG $DISK_CACHE)"
+printf "| %s-file tree, warm | %ss | %ss | tar of the same tree on local disk | %s |\n" "$n" "$WARM_TREE" "$LOCAL_TREE" "$(ratio $WARM_TREE $LOCAL_TREE)"
+printf "| %s-file tree, cold over loopback | %ss | %ss | curl of the same objects, one connection | %s |\n" "$n" "$COLD_TREE" "$CURL_TREE" "$(ratio $COLD_TREE $CURL_TREE)"
+printf "| $BIG_MB MB file, cold over loopback | %ss | %ss | curl of the same objects, one connection | %s |\n" "$COLD_BIG" "$CURL_BIG" "$(ratio $COLD_BIG $CURL_BIG)"
