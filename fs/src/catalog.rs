@@ -28,7 +28,7 @@ use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
 use crate::fetch::{FetchError, Fetcher, What};
-use crate::source::Got;
+use crate::source::{Got, Route};
 use crate::store::state::IndexState;
 use crate::store::{Kind, Store};
 use crate::tree::{VersionTree, MAX_PACKAGES};
@@ -362,6 +362,7 @@ impl Catalog {
                     INDEX_FILE,
                     MAX_INDEX_BYTES as u64,
                     etag.as_deref().filter(|_| have_index),
+                    Route::Auto,
                     &mut sink,
                 )
                 .await;

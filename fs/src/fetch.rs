@@ -35,7 +35,7 @@ use thiserror::Error;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
-use crate::source::{Got, Source, SourceError, Sources};
+use crate::source::{Got, Route, Source, SourceError, Sources};
 use crate::store::{Kind, Store, TempObject};
 
 /// What an object is, for log lines.
@@ -171,7 +171,19 @@ impl Fetcher {
         let fut = async {
             let mut last = FetchError::Unavailable("no sources".into());
             for src in self.sources.order() {
-                match self.try_source(&src, &blob, kind, what).await {
+                let mut attempt = self.try_source(&src, &blob, kind, what, Route::Auto).await;
+                if matches!(attempt, Err(Attempt::Refused(_))) && self.sources.proxied() {
+                    // A proxy may have cached bad bytes: ask the source itself once.
+                    if let Err(Attempt::Refused(r)) = &attempt {
+                        self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                        warn!(attack = r.attack(), object = %what, "bad bytes through the proxy; asking {} directly", src.url);
+                    }
+                    attempt = self
+                        .try_source(&src, &blob, kind, what, Route::Direct)
+                        .await;
+                }
+                match attempt {
                     Ok(n) => {
                         src.succeeded(n);
                         self.stats.objects.fetch_add(1, Ordering::Relaxed);
@@ -216,6 +228,7 @@ impl Fetcher {
         blob: &Blob,
         kind: Kind,
         what: &What,
+        route: Route,
     ) -> Result<u64, Attempt> {
         let local = |e: io::Error| Attempt::Local(e.to_string());
         // Room for the download, and for the plain bytes when it is compressed.
@@ -235,7 +248,7 @@ impl Fetcher {
             };
             match self
                 .sources
-                .get(src, &blob.repo_path(), max, None, &mut sink)
+                .get(src, &blob.repo_path(), max, None, route, &mut sink)
                 .await
             {
                 Ok(Got::Body { .. }) => {}

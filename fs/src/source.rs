@@ -67,6 +67,8 @@ pub enum Kind {
     Origin,
     /// A mirror of the repository.
     Mirror,
+    /// The HTTP proxy every source is reached through.
+    Proxy,
 }
 
 impl Kind {
@@ -75,6 +77,7 @@ impl Kind {
             Kind::Peer => "peer",
             Kind::Origin => "origin",
             Kind::Mirror => "mirror",
+            Kind::Proxy => "proxy",
         }
     }
 }
@@ -222,10 +225,25 @@ impl Source {
     }
 }
 
-/// Every source, and the HTTP client they share.
+/// How a request may travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Through the proxy when there is one and it is healthy, else direct.
+    Auto,
+    /// Straight to the source (after bad bytes came through the proxy).
+    Direct,
+}
+
+struct ProxyRoute {
+    client: reqwest::Client,
+    health: Source,
+}
+
+/// Every source, and the HTTP clients they share.
 pub struct Sources {
     list: Vec<Arc<Source>>,
     client: reqwest::Client,
+    proxy: Option<ProxyRoute>,
     /// The timeouts in force.
     pub timeouts: Timeouts,
 }
@@ -233,16 +251,49 @@ pub struct Sources {
 impl Sources {
     /// Builds the sources from the mount options.
     pub fn new(opts: &MountOptions, timeouts: Timeouts) -> Result<Sources, String> {
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(timeouts.connect)
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .user_agent(concat!("storkfs/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(16)
-            .tcp_nodelay(true);
-        if let Some(p) = &opts.proxy {
-            b = b.proxy(reqwest::Proxy::all(p.as_str()).map_err(|e| format!("proxy {p}: {e}"))?);
-        }
-        let client = b.build().map_err(|e| format!("cannot set up HTTP: {e}"))?;
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(timeouts.connect)
+                .redirect(reqwest::redirect::Policy::limited(5))
+                .user_agent(concat!("storkfs/", env!("CARGO_PKG_VERSION")))
+                .pool_max_idle_per_host(16)
+                .tcp_nodelay(true)
+        };
+        let client = builder()
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("cannot set up HTTP: {e}"))?;
+        // proxy=, else the usual environment variables (reqwest reads them, NO_PROXY too).
+        let env_proxy = [
+            "http_proxy",
+            "HTTP_PROXY",
+            "https_proxy",
+            "HTTPS_PROXY",
+            "all_proxy",
+            "ALL_PROXY",
+        ]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
+        let proxy = match (&opts.proxy, env_proxy) {
+            (Some(p), _) => Some((
+                builder()
+                    .proxy(reqwest::Proxy::all(p.as_str()).map_err(|e| format!("proxy {p}: {e}"))?)
+                    .build(),
+                p.to_string(),
+            )),
+            (None, Some(e)) => Some((builder().build(), e)),
+            (None, None) => None,
+        };
+        let proxy = match proxy {
+            None => None,
+            Some((c, label)) => Some(ProxyRoute {
+                client: c.map_err(|e| format!("cannot set up HTTP: {e}"))?,
+                health: Source::new(
+                    Url::parse(&label).map_err(|e| format!("proxy {label:?}: {e}"))?,
+                    Kind::Proxy,
+                ),
+            }),
+        };
         // peers= is accepted but peer sharing is not built yet: a node's cache stores plain
         // objects, not the repository's layout, so peers are not sources (yet).
         let mut list: Vec<Arc<Source>> = Vec::new();
@@ -253,6 +304,7 @@ impl Sources {
         Ok(Sources {
             list,
             client,
+            proxy,
             timeouts,
         })
     }
@@ -277,10 +329,69 @@ impl Sources {
         &self.list
     }
 
+    /// The status of every source, and of the proxy when there is one.
+    pub fn statuses(&self) -> Vec<policy::wire::SourceStatus> {
+        let mut v: Vec<_> = self.list.iter().map(|s| s.status()).collect();
+        if let Some(p) = &self.proxy {
+            v.push(p.health.status());
+        }
+        v
+    }
+
+    /// Whether requests go through a healthy proxy now.
+    pub fn proxied(&self) -> bool {
+        self.proxy
+            .as_ref()
+            .is_some_and(|p| p.health.backed_off().is_none())
+    }
+
     /// Downloads `path` from `src` into `sink`, at most `max` bytes, enforcing the
     /// timeouts above. With `etag`, asks only for a changed file.
+    ///
+    /// Through a proxy, a failure of the proxy itself (no connection, no answer, 502-504)
+    /// backs the proxy off and the request goes straight to the source: the proxy is a
+    /// faster path, never a requirement.
     pub async fn get(
         &self,
+        src: &Source,
+        path: &str,
+        max: u64,
+        etag: Option<&str>,
+        route: Route,
+        sink: &mut (dyn FnMut(&[u8]) -> std::io::Result<()> + Send),
+    ) -> Result<Got, SourceError> {
+        if let (Route::Auto, Some(p)) = (route, &self.proxy) {
+            if p.health.backed_off().is_none() {
+                let mut got = 0u64;
+                let mut counting = |b: &[u8]| {
+                    got += b.len() as u64;
+                    sink(b)
+                };
+                match self
+                    .get_via(&p.client, src, path, max, etag, &mut counting)
+                    .await
+                {
+                    Err(e) if got == 0 && proxy_fault(&e) => {
+                        p.health.requests.fetch_add(1, Ordering::Relaxed);
+                        p.health.failed(&e, &self.timeouts);
+                        tracing::warn!(proxy = %p.health.url, cause = %e, "the proxy failed; going straight to the sources until it recovers");
+                    }
+                    r => {
+                        p.health.requests.fetch_add(1, Ordering::Relaxed);
+                        if r.is_ok() {
+                            p.health.succeeded(got);
+                        }
+                        return r;
+                    }
+                }
+            }
+        }
+        self.get_via(&self.client, src, path, max, etag, sink).await
+    }
+
+    async fn get_via(
+        &self,
+        client: &reqwest::Client,
         src: &Source,
         path: &str,
         max: u64,
@@ -293,7 +404,7 @@ impl Sources {
             .join(path)
             .map_err(|e| SourceError::Connect(format!("bad URL for {path}: {e}")))?;
         src.requests.fetch_add(1, Ordering::Relaxed);
-        let mut req = self.client.get(url.clone());
+        let mut req = client.get(url.clone());
         if let Some(e) = etag {
             req = req.header(reqwest::header::IF_NONE_MATCH, e);
         }
@@ -355,6 +466,14 @@ impl Sources {
         debug!(url = %url, bytes = got, ms = start.elapsed().as_millis() as u64, "fetched");
         Ok(Got::Body { etag: new_etag })
     }
+}
+
+/// Failures that say the proxy, not the source, is at fault.
+fn proxy_fault(e: &SourceError) -> bool {
+    matches!(
+        e,
+        SourceError::Connect(_) | SourceError::NoResponse(_) | SourceError::Status(502..=504)
+    )
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -58,7 +58,7 @@ pub fn build(cat: &Arc<Catalog>, ctx: &StatusContext) -> wire::Status {
         mountpoint: ctx.mountpoint.clone(),
         pid: std::process::id(),
         index,
-        sources: fetcher.sources().all().iter().map(|s| s.status()).collect(),
+        sources: fetcher.sources().statuses(),
         cache: wire::CacheStatus {
             dir: store.dir().display().to_string(),
             bytes_used: store.disk_usage(),
