@@ -204,7 +204,7 @@ fn chunked(repo: &Repo, name: &str, version: &str) -> Vec<(String, u64, Vec<Blob
 #[test]
 fn five_kills_during_heavy_fetching_leave_a_consistent_cache_and_identical_files() {
     let t = TestDir::new();
-    let (repo, alice, src) = publish_heavy(&t, 400, 4);
+    let (repo, alice, src) = publish_heavy(&t, 800, 4);
     let all = files(&src);
     let big = chunked(&repo, "heavy", "1.0");
     assert_eq!(big.len(), 4);
