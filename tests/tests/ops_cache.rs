@@ -134,6 +134,11 @@ fn a_25m_quota_holds_while_60mb_are_read_evicted_files_come_back_and_pins_are_ke
         }
     });
 
+    // A file held open is never evicted either.
+    let open_file = fs::File::open(m.path("loose/1.0/f00")).unwrap();
+    let open_object = Digest::of(&fs::read(loose.join("f00")).unwrap());
+    assert!(loose_objects.contains(&open_object));
+
     // Read everything twice, while du watches the cache.
     let stop = AtomicBool::new(false);
     let samples = Mutex::new(Vec::<u64>::new());
@@ -185,13 +190,18 @@ fn a_25m_quota_holds_while_60mb_are_read_evicted_files_come_back_and_pins_are_ke
     assert!(after <= QUOTA + SLACK, "{after} bytes after reading");
 
     // The pinned version kept every object, although it was the oldest content; the
-    // unpinned one, read just after it, lost content.
+    // unpinned one, read just after it, lost content (but not the file held open).
     let gone: Vec<_> = keep_objects.iter().filter(|d| !cached(&m, d)).collect();
     assert!(gone.is_empty(), "pinned objects evicted: {gone:?}");
     assert!(
         loose_objects.iter().any(|d| !cached(&m, d)),
         "nothing of the unpinned version was evicted"
     );
+    assert!(
+        cached(&m, &open_object),
+        "an open file's object was evicted"
+    );
+    drop(open_file);
     // The slice reads its pinned version from the cache, without the network.
     origin.reset_counts();
     let o = read_as(SLICE, &m.path("keep/current/f01"));
