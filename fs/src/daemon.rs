@@ -48,9 +48,14 @@ pub fn run_background(opts: &MountOptions, args: &[String]) -> Result<()> {
     } else {
         Stdio::null()
     };
-    let mut child = Command::new(exe)
-        .args(args)
-        .arg("-f")
+    let mut cmd = Command::new(exe);
+    cmd.args(args).arg("-f");
+    // With -f the child would default to stderr, which goes nowhere here: give it the
+    // background default (syslog) explicitly.
+    if opts.log.is_none() {
+        cmd.args(["-o", "log=syslog"]);
+    }
+    let mut child = cmd
         .env(
             READY_FD,
             std::os::fd::AsRawFd::as_raw_fd(&write_end).to_string(),

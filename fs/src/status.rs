@@ -72,6 +72,7 @@ pub fn build(cat: &Arc<Catalog>, ctx: &StatusContext) -> wire::Status {
                 hits as f64 / (hits + misses) as f64
             },
             evicted: store.stats.evicted.load(Ordering::Relaxed),
+            pinned_objects: store.pinned_count(),
         },
         fetches: wire::FetchCounts {
             objects: fetcher.stats.objects.load(Ordering::Relaxed),

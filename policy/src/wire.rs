@@ -288,6 +288,10 @@ pub struct CacheStatus {
     pub hit_ratio: f64,
     /// Objects evicted since start.
     pub evicted: u64,
+    /// Objects that pinned versions keep from eviction (cached or not yet), as of the
+    /// daemon's last look at the pins (every couple of seconds).
+    #[serde(default)]
+    pub pinned_objects: u64,
 }
 
 /// Fetch counters.

@@ -421,3 +421,30 @@ pub fn assert_contains(haystack: &str, needles: &[&str]) {
         );
     }
 }
+
+/// Reads `len` bytes of `path` at `offset` (`len = None`: to the end) after asking the
+/// kernel to drop what its page cache holds of the file (`posix_fadvise(DONTNEED)`). A
+/// Stork mount opens files with `FOPEN_KEEP_CACHE`, so without this a second read may be
+/// answered by the kernel and never reach the daemon and its cache.
+pub fn read_uncached(path: &Path, offset: u64, len: Option<usize>) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::fd::AsRawFd;
+    let mut f = fs::File::open(path)?;
+    // SAFETY: posix_fadvise(2) only reads its integer arguments; the descriptor is open
+    // for the whole call.
+    unsafe {
+        libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+    }
+    f.seek(SeekFrom::Start(offset))?;
+    let mut out = Vec::new();
+    match len {
+        None => {
+            f.read_to_end(&mut out)?;
+        }
+        Some(n) => {
+            out.resize(n, 0);
+            f.read_exact(&mut out)?;
+        }
+    }
+    Ok(out)
+}

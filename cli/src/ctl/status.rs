@@ -71,7 +71,7 @@ pub fn render(s: &Status) -> String {
     o.push('\n');
     let c = &s.cache;
     o.push_str(&format!(
-        "cache       {} of {} in {}, {} objects, hit ratio {:.0}% ({} hits, {} misses), {} evicted\n",
+        "cache       {} of {} in {}, {} objects, hit ratio {:.0}% ({} hits, {} misses), {} evicted, {} kept by pins\n",
         human_bytes(c.bytes_used),
         human_bytes(c.quota),
         safe(&c.dir),
@@ -79,7 +79,8 @@ pub fn render(s: &Status) -> String {
         c.hit_ratio * 100.0,
         c.hits,
         c.misses,
-        c.evicted
+        c.evicted,
+        c.pinned_objects
     ));
     let f = &s.fetches;
     o.push_str(&format!(

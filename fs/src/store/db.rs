@@ -11,6 +11,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 /// The schema version this code writes.
 const SCHEMA: i64 = 1;
+/// The size the write-ahead log is truncated to after a checkpoint.
+const WAL_LIMIT: i64 = 1 << 20;
 
 /// Opens (creating when needed) the database.
 pub fn open(path: &Path) -> rusqlite::Result<Connection> {
@@ -18,6 +20,11 @@ pub fn open(path: &Path) -> rusqlite::Result<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // The write-ahead log counts against the quota: checkpoint it every ~1 MiB (SQLite's
+    // default is ~4 MiB) and truncate it back to 1 MiB after a checkpoint (by default it
+    // keeps its largest size forever).
+    conn.pragma_update(None, "wal_autocheckpoint", 256)?;
+    conn.pragma_update(None, "journal_size_limit", WAL_LIMIT)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA {

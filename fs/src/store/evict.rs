@@ -78,6 +78,11 @@ impl Store {
         *self.pinned.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(digests);
     }
 
+    /// How many objects the pinned set holds.
+    pub fn pinned_count(&self) -> u64 {
+        self.pinned.read().unwrap_or_else(|e| e.into_inner()).len() as u64
+    }
+
     /// Keeps `digests` from eviction until the returned hold is dropped.
     pub fn hold(self: &Arc<Self>, digests: Vec<Digest>) -> Hold {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());

@@ -18,7 +18,8 @@
 //! At start, `tmp/` is emptied, files without a row are deleted, rows without a file are
 //! dropped, and every `synced = 0` object is rehashed (a crash may have left it
 //! incomplete) and dropped if it does not match. An object whose size or modification
-//! time differs from its row is rehashed before it is served. So nothing partial or
+//! time differs from what it had when known good is rehashed before it is served (checked
+//! at every use, so a change made while the daemon runs is caught too). So nothing partial or
 //! unverified is ever served, without paying an fsync per object.
 
 mod db;
@@ -30,7 +31,7 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use lru::LruCache;
@@ -63,10 +64,9 @@ struct ObjMeta {
     size: u64,
     /// Bytes it takes on disk (allocated blocks).
     disk: u64,
-    mtime_ns: i64,
+    /// The modification time the file had when it was last known good.
+    mtime_ns: AtomicI64,
     kind: Kind,
-    /// Checked against its row since this daemon started.
-    checked: AtomicBool,
     last_access: AtomicU64,
 }
 
@@ -292,9 +292,8 @@ impl Store {
                 Arc::new(ObjMeta {
                     size: size as u64,
                     disk: meta.blocks() * 512,
-                    mtime_ns: if synced == 0 { mtime_ns(&meta) } else { mtime },
+                    mtime_ns: AtomicI64::new(if synced == 0 { mtime_ns(&meta) } else { mtime }),
                     kind: Kind::from_i64(kind),
-                    checked: AtomicBool::new(synced == 0),
                     last_access: AtomicU64::new(last as u64),
                 }),
             );
@@ -328,7 +327,7 @@ impl Store {
             for (d, m) in &present {
                 tx.execute(
                     "UPDATE objects SET synced = 1, mtime_ns = ?2 WHERE digest = ?1",
-                    params![d.as_bytes().as_slice(), m.mtime_ns],
+                    params![d.as_bytes().as_slice(), m.mtime_ns.load(Ordering::Relaxed)],
                 )?;
             }
             tx.commit()?;
@@ -363,42 +362,56 @@ impl Store {
             .cloned()
     }
 
-    /// Opens a present object for reading, checking it against its row the first time
-    /// in this run. Returns `NotFound` when absent or found damaged (then removed).
+    /// Opens a present object for reading. Every use checks (one `fstat`) that the file
+    /// still has the size and modification time it had when it was known good; if not, it
+    /// is rehashed before use, and removed when it no longer matches. Returns `NotFound`
+    /// when absent or found damaged.
     fn file(&self, d: &Digest) -> io::Result<Arc<File>> {
         let meta = self
             .obj(d)
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
-        if let Some(f) = self.fds.lock().unwrap_or_else(|e| e.into_inner()).get(d) {
-            return Ok(f.clone());
-        }
         let path = self.object_path(d);
-        let f = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                warn!(object = %d.short(), cause = %e, "cache object missing; it will be fetched again");
-                self.forget(d);
-                return Err(io::Error::from(io::ErrorKind::NotFound));
-            }
-        };
-        if !meta.checked.load(Ordering::Acquire) {
-            let m = f.metadata()?;
-            if m.len() != meta.size || mtime_ns(&m) != meta.mtime_ns {
-                warn!(object = %d.short(), "cache object changed on disk (size or time); rehashing before use");
-                if !hash_matches(&path, d, meta.size) {
-                    warn!(object = %d.short(), "cache object damaged on disk; removed, it will be fetched again");
-                    let _ = fs::remove_file(&path);
+        let cached = self
+            .fds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(d)
+            .cloned();
+        let f = match cached {
+            Some(f) => f,
+            None => match File::open(&path) {
+                Ok(f) => {
+                    let f = Arc::new(f);
+                    self.fds
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .put(*d, f.clone());
+                    f
+                }
+                Err(e) => {
+                    warn!(object = %d.short(), cause = %e, "cache object missing; it will be fetched again");
                     self.forget(d);
                     return Err(io::Error::from(io::ErrorKind::NotFound));
                 }
+            },
+        };
+        let m = f.metadata()?;
+        let mtime = mtime_ns(&m);
+        if m.len() != meta.size || mtime != meta.mtime_ns.load(Ordering::Acquire) {
+            warn!(object = %d.short(), "cache object changed on disk (size or time); rehashing before use");
+            if !file_hash_matches(&f, d, meta.size) {
+                warn!(object = %d.short(), "cache object damaged on disk; removed, it will be fetched again");
+                let _ = fs::remove_file(&path);
+                self.forget(d);
+                return Err(io::Error::from(io::ErrorKind::NotFound));
             }
-            meta.checked.store(true, Ordering::Release);
+            // Same bytes, new time: remember it, so the next use needs no rehash.
+            meta.mtime_ns.store(mtime, Ordering::Release);
+            let _ = self.db().execute(
+                "UPDATE objects SET mtime_ns = ?2 WHERE digest = ?1",
+                params![d.as_bytes().as_slice(), mtime],
+            );
         }
-        let f = Arc::new(f);
-        self.fds
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .put(*d, f.clone());
         Ok(f)
     }
 
@@ -492,9 +505,8 @@ impl Store {
                 Arc::new(ObjMeta {
                     size,
                     disk: m.blocks() * 512,
-                    mtime_ns: mtime,
+                    mtime_ns: AtomicI64::new(mtime),
                     kind,
-                    checked: AtomicBool::new(true),
                     last_access: AtomicU64::new(now),
                 }),
             );
@@ -655,6 +667,26 @@ impl Store {
     pub fn kind(&self, d: &Digest) -> Option<Kind> {
         self.obj(d).map(|m| m.kind)
     }
+}
+
+/// Rehashes an open file (from its start, without moving its cursor) and compares it
+/// with `d` and `size`.
+fn file_hash_matches(f: &File, d: &Digest, size: u64) -> bool {
+    let mut h = Hasher::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut at = 0u64;
+    loop {
+        match f.read_at(&mut buf, at) {
+            Ok(0) => break,
+            Ok(n) => {
+                h.update(&buf[..n]);
+                at += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    h.len() == size && h.finish() == *d
 }
 
 /// Rehashes a file and compares it with `d` and `size`.
