@@ -62,8 +62,15 @@ fn cached(m: &Mount, d: &Digest) -> bool {
 
 /// `du -s -B1 DIR`: bytes the directory takes on disk, everything included.
 fn du(dir: &Path) -> u64 {
-    let out = Cmd::new("du").arg("-s").arg("-B1").arg(dir).ok();
-    out.split_whitespace().next().unwrap().parse().unwrap()
+    // While the daemon evicts, a file can vanish between du's readdir and its stat; du
+    // then complains and exits 1 but still prints the total of what it saw, which is
+    // what we sample.
+    let o = Cmd::new("du").arg("-s").arg("-B1").arg(dir).run();
+    o.stdout
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("du printed no total\n{o}"))
 }
 
 fn names(dir: &Path) -> Vec<String> {
