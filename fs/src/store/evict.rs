@@ -54,7 +54,7 @@ impl Drop for Hold {
 
 /// The cache is full of content that may not be evicted.
 #[derive(Debug, thiserror::Error)]
-#[error("the cache quota ({quota} bytes) is full of open or pinned content; {need} more bytes do not fit: raise quota= or unpin something")]
+#[error("the cache quota ({quota} bytes) is taken by open, pinned or in-flight content; {need} more bytes do not fit: raise quota= or unpin something")]
 pub struct Full {
     /// The quota.
     pub quota: u64,
@@ -104,6 +104,12 @@ impl Store {
             .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
             .sum();
         objects + db + self.reserved.load(Ordering::Relaxed)
+    }
+
+    /// Whether `bytes` fit under the quota without evicting anything (read-ahead only runs
+    /// then, so it never pushes out what readers asked for).
+    pub fn has_room(&self, bytes: u64) -> bool {
+        self.used() + bytes.div_ceil(4096) * 4096 + 4096 <= self.quota()
     }
 
     /// Reserves `bytes` for a download, evicting least-recently-used content if needed.
