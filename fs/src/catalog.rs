@@ -619,20 +619,22 @@ impl Catalog {
 
     /// Removes a version whose manifest was refused, and remembers why.
     fn refuse_version(&self, ver: &Ver, e: &Refusal) {
-        let cur = self.view();
-        let mut refused = cur.refused.clone();
-        self.note_refusal(&mut refused, &ver.name, &ver.version, e);
         let _ = self
             .store
             .drop_accepted(ver.name.as_str(), ver.version.as_str());
+        // Read, change and replace the view under its write lock: two versions refused at
+        // once (say, two listings of one manifest) must not undo each other.
+        let mut slot = self.view.write().unwrap_or_else(|e| e.into_inner());
+        let cur = slot.clone();
+        let mut refused = cur.refused.clone();
+        self.note_refusal(&mut refused, &ver.name, &ver.version, e);
         let releases = cur
             .by_vid
             .values()
             .filter(|v| v.vid != ver.vid)
             .map(|v| v.release.clone())
             .collect();
-        let view = self.build_view(cur.index.clone(), releases, refused);
-        *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
+        *slot = Arc::new(self.build_view(cur.index.clone(), releases, refused));
     }
 
     /// Loads every accepted version's tree in the background, a few at a time, so that
