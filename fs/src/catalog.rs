@@ -605,6 +605,18 @@ impl Catalog {
         let manifest = match manifest {
             Ok(m) => m,
             Err(e) => {
+                // Refused bytes are not kept, unless another accepted version uses the
+                // same manifest (a wrong-software listing of a genuine one). Manifests are
+                // never evicted, so a kept one would stay for good.
+                let used = self
+                    .view()
+                    .by_vid
+                    .values()
+                    .any(|v| v.vid != vid && v.release.manifest.sha256 == blob.sha256);
+                if !used {
+                    let store = self.store.clone();
+                    let _ = tokio::task::spawn_blocking(move || store.remove(&blob.sha256)).await;
+                }
                 self.refuse_version(&ver, &e);
                 return Err(LoadError::Refused(e));
             }
