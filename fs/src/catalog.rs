@@ -28,7 +28,7 @@ use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
 use crate::fetch::{FetchError, Fetcher, What};
-use crate::source::Got;
+use crate::source::{Got, SourceError};
 use crate::store::state::IndexState;
 use crate::store::{Kind, Store};
 use crate::tree::{VersionTree, MAX_PACKAGES};
@@ -375,6 +375,9 @@ impl Catalog {
                 Ok(Got::Body { etag }) => etag,
                 Err(e) => {
                     src.failed(&e, &self.fetcher.sources().timeouts);
+                    if let SourceError::TooLarge(_) = e {
+                        warn!(attack = "endless-data", source = %src.url, "refused the index: {e}");
+                    }
                     problems.push(format!("{}{INDEX_FILE}: {e}", src.url));
                     continue;
                 }
