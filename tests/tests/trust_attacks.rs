@@ -785,6 +785,7 @@ fn endless_data_for_the_index_is_cut_off_and_the_view_is_kept() {
         rss_after < rss_before + 128 * 1024,
         "daemon RSS grew from {rss_before} KiB to {rss_after} KiB"
     );
+    assert_logged(&m, "endless-data", &["refused the index", &cap]);
     assert_eq!(m.status()["index"]["version"].as_u64(), Some(v));
     assert_eq!(fs::read(m.path("foo/1.0/README")).unwrap(), FOO_1[0].1);
     // A fresh node is not started by an endless index either.
@@ -843,6 +844,11 @@ fn slow_retrieval_from_the_origin_is_abandoned_for_a_good_mirror() {
         .unwrap()
         .clone();
     assert_contains(src["last_error"].as_str().unwrap_or(""), &["too slow"]);
+    assert_logged(
+        &m,
+        "slow-retrieval",
+        &["slow", "1.0", "data.bin", &origin.url(), "too slow"],
+    );
     assert_cache_clean(m.cache_dir(), &[]);
 }
 
@@ -906,6 +912,7 @@ fn trusted_signer_outside_its_patterns_is_invisible() {
             "untrusted-signer",
             &[&id, "(bob) may not sign", "bar*, baz"],
         );
+        assert_logged(&m, "untrusted-signer", &[n, v, &id]);
     }
     assert_cache_clean(m.cache_dir(), &[]);
 }
@@ -943,6 +950,7 @@ fn threshold_one_signature_of_two_is_not_enough_until_cosigned() {
             "stork-repo sign",
         ],
     );
+    assert_logged(&m, "untrusted-signer", &["libz", "needs 2 signatures"]);
     assert_cache_clean(m.cache_dir(), &[&manifest]);
     // The same key signing again is still one key.
     repo.sign(&c1, "libz", "1.0");
