@@ -171,6 +171,9 @@ fn list_edited_manifest(
     blob.sha256
 }
 
+/// A change to a manifest's canonical text.
+type Edit = Box<dyn Fn(&str) -> String>;
+
 /// Replaces the first `from` in `s` (which must hold it).
 fn once(s: &str, from: &str, to: &str) -> String {
     assert!(s.contains(from), "{from:?} not in {s}");
@@ -186,7 +189,7 @@ fn a_signed_manifest_that_breaks_the_rules_is_refused() {
     t.write("src/README", b"readme\n");
     t.write("src/dir/file", b"file\n");
     let src = t.join("src");
-    let cases: Vec<(&str, Box<dyn Fn(&str) -> String>, &str)> = vec![
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "1-dotdot",
             Box::new(|s| once(s, "\"path\":\"README\"", "\"path\":\"../README\"")),
