@@ -391,8 +391,8 @@ fn tampered_index_is_refused_by_a_fresh_and_a_running_node() {
     f.add_foo_2();
     f.repo.publish();
     let next = index_bytes(&f.repo);
-    // The same new index with one byte flipped in transit, then re-signed content with a
-    // changed body: both refused, and the view stays as it was.
+    // The new index with one bit flipped in transit, then with its body changed after
+    // signing: both refused, and the view stays as it was.
     origin.corrupt(INDEX_FILE);
     let e = refresh_refused(&m);
     assert_contains(&e, &[&format!("still serving index version {v}")]);
