@@ -28,7 +28,7 @@ use tokio::sync::OnceCell;
 use tracing::{info, warn};
 
 use crate::fetch::{FetchError, Fetcher, What};
-use crate::source::{Got, Route};
+use crate::source::{Got, Route, SourceError};
 use crate::store::state::IndexState;
 use crate::store::{Kind, Store};
 use crate::tree::{VersionTree, MAX_PACKAGES};
@@ -376,6 +376,9 @@ impl Catalog {
                 Ok(Got::Body { etag }) => etag,
                 Err(e) => {
                     src.failed(&e, &self.fetcher.sources().timeouts);
+                    if let SourceError::TooLarge(_) = e {
+                        warn!(attack = "endless-data", source = %src.url, "refused the index: {e}");
+                    }
                     problems.push(format!("{}{INDEX_FILE}: {e}", src.url));
                     continue;
                 }
@@ -606,6 +609,18 @@ impl Catalog {
         let manifest = match manifest {
             Ok(m) => m,
             Err(e) => {
+                // Refused bytes are not kept, unless another accepted version uses the
+                // same manifest (a wrong-software listing of a genuine one). Manifests are
+                // never evicted, so a kept one would stay for good.
+                let used = self
+                    .view()
+                    .by_vid
+                    .values()
+                    .any(|v| v.vid != vid && v.release.manifest.sha256 == blob.sha256);
+                if !used {
+                    let store = self.store.clone();
+                    let _ = tokio::task::spawn_blocking(move || store.remove(&blob.sha256)).await;
+                }
                 self.refuse_version(&ver, &e);
                 return Err(LoadError::Refused(e));
             }
@@ -620,20 +635,22 @@ impl Catalog {
 
     /// Removes a version whose manifest was refused, and remembers why.
     fn refuse_version(&self, ver: &Ver, e: &Refusal) {
-        let cur = self.view();
-        let mut refused = cur.refused.clone();
-        self.note_refusal(&mut refused, &ver.name, &ver.version, e);
         let _ = self
             .store
             .drop_accepted(ver.name.as_str(), ver.version.as_str());
+        // Read, change and replace the view under its write lock: two versions refused at
+        // once (say, two listings of one manifest) must not undo each other.
+        let mut slot = self.view.write().unwrap_or_else(|e| e.into_inner());
+        let cur = slot.clone();
+        let mut refused = cur.refused.clone();
+        self.note_refusal(&mut refused, &ver.name, &ver.version, e);
         let releases = cur
             .by_vid
             .values()
             .filter(|v| v.vid != ver.vid)
             .map(|v| v.release.clone())
             .collect();
-        let view = self.build_view(cur.index.clone(), releases, refused);
-        *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
+        *slot = Arc::new(self.build_view(cur.index.clone(), releases, refused));
     }
 
     /// Loads every accepted version's tree in the background, a few at a time, so that

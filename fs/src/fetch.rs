@@ -193,7 +193,18 @@ impl Fetcher {
                     Err(Attempt::Source(e)) => {
                         self.stats.failures.fetch_add(1, Ordering::Relaxed);
                         src.failed(&e, &self.sources.timeouts);
-                        debug!(object = %what, source = %src.url, cause = %e, "source failed; trying the next");
+                        if matches!(e, SourceError::TooSlow { .. } | SourceError::Stalled(_)) {
+                            warn!(
+                                attack = "slow-retrieval",
+                                package = %what.package,
+                                version = %what.version,
+                                path = what.path.as_ref().map(|p| p.as_str()).unwrap_or("(manifest)"),
+                                source = %src.url,
+                                "abandoned a source: {e}; trying the next source"
+                            );
+                        } else {
+                            debug!(object = %what, source = %src.url, cause = %e, "source failed; trying the next");
+                        }
                         last = FetchError::Unavailable(format!("{}: {e}", src.url));
                     }
                     Err(Attempt::Refused(r)) => {

@@ -601,6 +601,147 @@ packages = ["libc[0-9]", "gcc-1?"]
         p.judge(&name("libc6"), "1", &[k(3), k(5)]).unwrap();
     }
 
+    #[test]
+    fn a_revoked_key_of_a_threshold_publisher_does_not_count() {
+        // core: keys 3, 4, 5, threshold 2; key 4 is revoked.
+        let mut p = policy();
+        p.revoked.insert(k(4));
+        // 3 + 4 is one usable signature: below the threshold, not accepted.
+        let e = p.judge(&name("libc6"), "1", &[k(3), k(4)]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Refusal::BelowThreshold {
+                    have: 1,
+                    need: 2,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // The revoked key alone: refused naming it.
+        let e = p.judge(&name("libc6"), "1", &[k(4)]).unwrap_err();
+        assert!(matches!(e, Refusal::Revoked { .. }), "{e}");
+        assert!(e.to_string().contains(&k(4).id().to_string()), "{e}");
+        // All three keys: the two that are not revoked suffice, and only they vouch.
+        let ok = p.judge(&name("libc6"), "1", &[k(3), k(4), k(5)]).unwrap();
+        assert_eq!(ok.publishers, vec!["core"]);
+        assert_eq!(ok.signers.len(), 2);
+        assert!(!ok.signers.contains(&k(4)));
+    }
+
+    #[test]
+    fn a_revoked_key_in_the_file_is_never_trusted() {
+        // The trust file itself revokes alice's only key: alice signs nothing.
+        let text = format!(
+            "revoked = [\"{a}\"]\n[repository]\nkey = \"{r}\"\n\n[[publisher]]\nname = \"alice\"\nkey = \"{a}\"\npackages = [\"*\"]\n",
+            a = k(2),
+            r = k(1)
+        );
+        let p = TrustPolicy::parse("t.toml", &text).unwrap();
+        assert!(p.revoked.contains(&k(2)));
+        let e = p.judge(&name("numpy"), "1", &[k(2)]).unwrap_err();
+        assert_eq!(e.attack(), "revoked-key", "{e}");
+        // Duplicated signatures by other keys do not help either.
+        let e = p
+            .judge(&name("numpy"), "1", &[k(2), k(7), k(7)])
+            .unwrap_err();
+        assert!(matches!(e, Refusal::Revoked { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_trusted_key_outside_its_patterns_and_below_threshold_elsewhere() {
+        let p = policy();
+        // alice's key on a core package: not allowed for that name, and it names alice.
+        let e = p.judge(&name("libc6"), "1", &[k(2)]).unwrap_err();
+        assert!(matches!(e, Refusal::NotAllowedForName { .. }), "{e}");
+        // One core key on a core package, plus alice's: below core's threshold, which is
+        // the actionable reason.
+        let e = p.judge(&name("libc6"), "1", &[k(2), k(3)]).unwrap_err();
+        assert!(matches!(e, Refusal::BelowThreshold { have: 1, .. }), "{e}");
+        // Patterns match whole names only.
+        assert!(p.judge(&name("libc66"), "1", &[k(3), k(4)]).is_err());
+        assert!(p.judge(&name("gcc-12"), "1", &[k(3), k(4)]).is_ok());
+        assert!(p.judge(&name("gcc-123"), "1", &[k(3), k(4)]).is_err());
+    }
+
+    #[test]
+    fn withdrawals_are_judged_like_releases() {
+        use crate::index::Withdrawal;
+        use crate::Digest;
+        let p = policy();
+        let w = |signers: &[u8]| {
+            let mut w = Withdrawal {
+                name: name("numpy"),
+                version: crate::Version::new("1.0").unwrap(),
+                manifest: Digest::of(b"m"),
+                signatures: vec![],
+            };
+            for s in signers {
+                w.add_signature(&SecretKey::from_seed([*s; 32]));
+            }
+            w
+        };
+        p.judge_withdrawal(&w(&[2])).unwrap();
+        // An unknown key, a trusted key outside its patterns, a revoked key.
+        assert!(p.judge_withdrawal(&w(&[50])).is_err());
+        assert!(p.judge_withdrawal(&w(&[3])).is_err());
+        assert!(p.judge_withdrawal(&w(&[99])).is_err());
+        // A signature over another version does not carry over.
+        let mut moved = w(&[2]);
+        moved.version = crate::Version::new("2.0").unwrap();
+        assert!(p.judge_withdrawal(&moved).is_err());
+    }
+
+    #[test]
+    fn a_manifest_must_match_its_index_entry_and_name_a_signer() {
+        use crate::index::Release;
+        use crate::manifest::{tests::sample, Blob};
+        use crate::{Digest, Version};
+        let m = sample(); // hello 1.0-1, publisher key 3
+        let bytes = m.encode();
+        let release = |n: &str, v: &str, signers: &[u8]| {
+            let mut r = Release {
+                name: name(n),
+                version: Version::new(v).unwrap(),
+                manifest: Blob {
+                    sha256: Digest::of(&bytes),
+                    size: bytes.len() as u64,
+                    zstd: None,
+                },
+                signatures: vec![],
+            };
+            for s in signers {
+                r.add_signature(&SecretKey::from_seed([*s; 32]));
+            }
+            r
+        };
+        let mut p = policy();
+        p.check_manifest(&release("hello", "1.0-1", &[3]), &m)
+            .unwrap();
+        // Wrong software: another name or another version.
+        for (n, v) in [("hellox", "1.0-1"), ("hello", "1.0-2")] {
+            let e = p.check_manifest(&release(n, v, &[3]), &m).unwrap_err();
+            assert!(matches!(e, Refusal::WrongSoftware { .. }), "{e}");
+            assert_eq!(e.attack(), "wrong-software");
+            assert!(
+                e.to_string().contains("the manifest is for hello 1.0-1"),
+                "{e}"
+            );
+        }
+        // The publisher the manifest names did not sign it (someone else did).
+        let e = p
+            .check_manifest(&release("hello", "1.0-1", &[4]), &m)
+            .unwrap_err();
+        assert!(matches!(e, Refusal::PublisherDidNotSign { .. }), "{e}");
+        // The publisher it names is revoked, even with its signature present.
+        p.revoked.insert(k(3));
+        let e = p
+            .check_manifest(&release("hello", "1.0-1", &[3, 4]), &m)
+            .unwrap_err();
+        assert!(matches!(e, Refusal::Revoked { .. }), "{e}");
+    }
+
     fn refuse(text: &str, line: usize, why: &str) {
         let e = TrustPolicy::parse("t.toml", text).unwrap_err();
         assert_eq!(e.line, line, "{e}");
@@ -638,5 +779,100 @@ packages = ["libc[0-9]", "gcc-1?"]
         );
         refuse("[repository\n", 1, "");
         refuse("", 1, "repository");
+    }
+
+    #[test]
+    fn more_trust_file_errors_name_the_line() {
+        let repo = format!("[repository]\nkey = \"{}\"\n", k(1));
+        let publisher = |body: &str| format!("{repo}\n[[publisher]]\n{body}");
+        // Line 4 is "[[publisher]]", 5 the line after it, and so on.
+        refuse(
+            &publisher(&format!(
+                "name = \"a\"\nkey = \"{}\"\npackages = []\n",
+                k(2)
+            )),
+            7,
+            "may sign no package",
+        );
+        refuse(
+            &publisher(&format!(
+                "name = \"a\"\nkey = \"{}\"\nkeys = [\"{}\"]\npackages = [\"x\"]\n",
+                k(2),
+                k(3)
+            )),
+            6,
+            "both key and keys",
+        );
+        refuse(
+            &publisher("name = \"a\"\nkeys = []\npackages = [\"x\"]\n"),
+            6,
+            "empty keys list",
+        );
+        refuse(
+            &publisher(&format!(
+                "name = \"a\"\nkeys = [\"{}\", \"{}\"]\npackages = [\"x\"]\n",
+                k(2),
+                k(2)
+            )),
+            6,
+            "twice",
+        );
+        refuse(
+            &publisher(&format!(
+                "name = \"a\"\nkeys = [\"{}\"]\nthreshold = 0\npackages = [\"x\"]\n",
+                k(2)
+            )),
+            7,
+            "threshold 0",
+        );
+        refuse(
+            &publisher(&format!(
+                "name = \" \"\nkey = \"{}\"\npackages = [\"x\"]\n",
+                k(2)
+            )),
+            5,
+            "name is empty",
+        );
+        refuse(
+            &publisher(&format!(
+                "name = \"a\"\nkey = \"ed25519:{}\"\npackages = [\"x\"]\n",
+                "A".repeat(43)
+            )),
+            6,
+            "bad public key",
+        );
+        refuse(
+            &publisher(&format!(
+                "name = \"a\"\nkey = \"{}\"\npackages = [\"x\", \"[\"]\n",
+                k(2)
+            )),
+            7,
+            "'['",
+        );
+        let two = format!(
+            "{repo}\n[[publisher]]\nname = \"a\"\nkey = \"{a}\"\npackages = [\"x\"]\n\n[[publisher]]\nname = \"a\"\nkey = \"{b}\"\npackages = [\"y\"]\n",
+            a = k(2),
+            b = k(3)
+        );
+        refuse(&two, 10, "appears twice");
+        refuse(
+            &format!("revoked = [\"{}\", \"ed25519:nope\"]\n{repo}", k(2)),
+            1,
+            "bad public key",
+        );
+        refuse(&format!("{repo}colour = \"blue\"\n"), 3, "unknown field");
+        refuse(
+            &format!("{repo}\n[mirrors]\nurl = \"x\"\n"),
+            4,
+            "unknown field",
+        );
+        refuse(
+            &format!(
+                "[[publisher]]\nname = \"a\"\nkey = \"{}\"\npackages = [\"x\"]\n",
+                k(2)
+            ),
+            1,
+            "repository",
+        );
     }
 }

@@ -514,6 +514,19 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes an object that nothing may use any more (a refused manifest).
+    pub fn remove(&self, d: &Digest) {
+        match fs::remove_file(self.object_path(d)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                warn!(object = %d.short(), cause = %e, "cannot remove a refused object");
+                return;
+            }
+        }
+        self.forget(d);
+    }
+
     fn forget(&self, d: &Digest) {
         let gone = self
             .present
