@@ -138,6 +138,10 @@ pub struct Catalog {
     refresh_lock: tokio::sync::Mutex<()>,
     check: Mutex<Check>,
     logged: Mutex<HashSet<String>>,
+    /// Versions whose manifest was refused (wrong software, malformed, publisher did not
+    /// sign): the digest never changes, so neither does the verdict. Every view leaves
+    /// them out, so a later index cannot bring one back.
+    bad_manifests: Mutex<HashMap<(PackageName, Version, Digest), RefusedVersion>>,
 }
 
 fn now() -> u64 {
@@ -169,6 +173,7 @@ impl Catalog {
             refresh_lock: tokio::sync::Mutex::new(()),
             check: Mutex::new(Check::default()),
             logged: Mutex::new(HashSet::new()),
+            bad_manifests: Mutex::new(HashMap::new()),
         });
         let root = cat.trust.repository_key.to_string();
         let mut st = match cat.store.index_state()? {
@@ -294,11 +299,20 @@ impl Catalog {
         &self,
         index: Option<IndexInfo>,
         releases: Vec<Release>,
-        refused: Vec<RefusedVersion>,
+        mut refused: Vec<RefusedVersion>,
     ) -> View {
+        let bad = lock(&self.bad_manifests).clone();
+        for r in bad.values() {
+            if !refused.contains(r) {
+                refused.push(r.clone());
+            }
+        }
         let mut ids = lock(&self.ids);
         let mut packages: BTreeMap<PackageName, Vec<Arc<Ver>>> = BTreeMap::new();
         for r in releases {
+            if bad.contains_key(&(r.name.clone(), r.version.clone(), r.manifest.sha256)) {
+                continue;
+            }
             let next = ids.vers.len() as u32;
             let vid = *ids
                 .vers
@@ -644,6 +658,16 @@ impl Catalog {
         let cur = slot.clone();
         let mut refused = cur.refused.clone();
         self.note_refusal(&mut refused, &ver.name, &ver.version, e);
+        if let Some(r) = refused.last() {
+            lock(&self.bad_manifests).insert(
+                (
+                    ver.name.clone(),
+                    ver.version.clone(),
+                    ver.release.manifest.sha256,
+                ),
+                r.clone(),
+            );
+        }
         let releases = cur
             .by_vid
             .values()

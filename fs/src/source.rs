@@ -115,7 +115,9 @@ pub enum SourceError {
     #[error("HTTP status {0}")]
     Status(u16),
     /// More bytes than the signed size allows (endless data).
-    #[error("sent more than the {0} bytes the signed metadata allows")]
+    #[error(
+        "sent more than the {0} bytes allowed (the signed size, or the fixed cap for the index)"
+    )]
     TooLarge(u64),
     /// Too slow (slow retrieval).
     #[error("too slow: {rate} bytes/s, below the minimum of {min} bytes/s")]

@@ -285,7 +285,7 @@ pub enum Refusal {
         patterns: String,
     },
     /// Too few signatures from a threshold publisher.
-    #[error("{name} {version}: {publisher} needs {need} signatures from its keys, found {have}; another of {publisher}'s keys must co-sign (stork-repo sign)")]
+    #[error("{name} {version}: {publisher} needs {need} signatures from its keys, found {have}{}; another of {publisher}'s keys must co-sign (stork-repo sign)", revoked_note(revoked))]
     BelowThreshold {
         /// Package.
         name: String,
@@ -297,6 +297,8 @@ pub enum Refusal {
         have: usize,
         /// The threshold.
         need: usize,
+        /// Ids of the publisher's revoked keys that signed too (they do not count).
+        revoked: Vec<KeyId>,
     },
     /// Signed by a revoked key (and by no other acceptable set).
     #[error("{name} {version}: signed by revoked key {key}")]
@@ -311,6 +313,15 @@ pub enum Refusal {
     /// A document that is not well formed.
     #[error(transparent)]
     Doc(#[from] DocError),
+}
+
+fn revoked_note(revoked: &[KeyId]) -> String {
+    if revoked.is_empty() {
+        String::new()
+    } else {
+        let ids: Vec<String> = revoked.iter().map(|k| k.to_string()).collect();
+        format!(" (not counting revoked key {})", ids.join(", "))
+    }
 }
 
 impl Refusal {

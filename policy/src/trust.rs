@@ -410,6 +410,11 @@ impl TrustPolicy {
                 publisher: p.name.clone(),
                 have,
                 need: p.threshold,
+                revoked: signers
+                    .iter()
+                    .filter(|k| self.revoked.contains(k) && p.keys.contains(k))
+                    .map(|k| k.id())
+                    .collect(),
             });
         }
         for k in &effective {
@@ -617,6 +622,12 @@ packages = ["libc[0-9]", "gcc-1?"]
                     ..
                 }
             ),
+            "{e}"
+        );
+        // The message says why the count is short.
+        assert!(
+            e.to_string()
+                .contains(&format!("not counting revoked key {}", k(4).id())),
             "{e}"
         );
         // The revoked key alone: refused naming it.
