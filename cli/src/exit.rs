@@ -39,7 +39,13 @@ pub fn finish(program: &str, result: anyhow::Result<()>) -> ! {
         .chain()
         .find_map(|c| c.downcast_ref::<Code>().map(|c| c.0))
         .unwrap_or(FAILED);
-    let text = format!("{err:#}");
+    // `{err:#}` without the exit-code marker, which is for us, not for the reader.
+    let text = err
+        .chain()
+        .filter(|c| !c.is::<Code>())
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ");
     eprintln!("{program}: {}", policy::sanitize::escape(&text));
     std::process::exit(code);
 }

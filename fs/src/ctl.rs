@@ -6,12 +6,16 @@
 //!
 //! One request per connection, at most [`wire::MAX_REQUEST_BYTES`], complete within
 //! [`REQUEST_TIMEOUT`]; anything else gets one error line and the connection is closed.
-//! At most [`MAX_CLIENTS`] are served at once, so a flood of clients cannot starve the
-//! daemon; a client that misbehaves only loses its own connection.
+//! At most [`MAX_CLIENTS`] requests are worked on at once, so a flood of clients cannot
+//! starve the daemon; a request takes one of those slots only once it has arrived whole,
+//! and one uid may hold at most [`MAX_PER_UID`] connections, so slow or half-sent
+//! requests from one slice never lock the others out. A client that misbehaves only
+//! loses its own connection.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -31,8 +35,10 @@ use crate::store::Kind;
 
 /// How long a client may take to send its request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Clients served at once.
+/// Requests worked on at once.
 pub const MAX_CLIENTS: usize = 64;
+/// Connections one uid may have open at once (sending, waiting or being served).
+pub const MAX_PER_UID: usize = 8;
 
 /// What the control server needs.
 pub struct Ctl {
@@ -73,9 +79,46 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(l)
 }
 
+/// Connections open per uid.
+type Open = Arc<Mutex<HashMap<u32, usize>>>;
+
+/// One open connection of a uid, counted while it lives.
+struct Ticket {
+    open: Open,
+    uid: u32,
+}
+
+impl Ticket {
+    fn take(open: &Open, uid: u32) -> Option<Ticket> {
+        let mut m = open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(uid).or_default();
+        if *n >= MAX_PER_UID {
+            return None;
+        }
+        *n += 1;
+        Some(Ticket {
+            open: open.clone(),
+            uid,
+        })
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut m = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.uid);
+            }
+        }
+    }
+}
+
 /// Serves clients until the runtime stops.
 pub async fn serve(listener: UnixListener, ctl: Arc<Ctl>) {
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    let open: Open = Arc::default();
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -85,23 +128,9 @@ pub async fn serve(listener: UnixListener, ctl: Arc<Ctl>) {
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tokio::spawn(async move {
-                let mut s = stream;
-                let _ = send(
-                    &mut s,
-                    &Reply::Error {
-                        message: "the daemon is busy with other clients; try again".into(),
-                    },
-                )
-                .await;
-            });
-            continue;
-        };
-        let ctl = ctl.clone();
+        let (ctl, slots, open) = (ctl.clone(), slots.clone(), open.clone());
         tokio::spawn(async move {
-            handle(stream, &ctl).await;
-            drop(permit);
+            handle(stream, &ctl, &slots, &open).await;
         });
     }
 }
@@ -112,13 +141,20 @@ async fn send(w: &mut (impl AsyncWriteExt + Unpin), r: &Reply) -> std::io::Resul
     w.write_all(&line).await
 }
 
-async fn handle(mut stream: UnixStream, ctl: &Ctl) {
+async fn handle(mut stream: UnixStream, ctl: &Ctl, slots: &Arc<Semaphore>, open: &Open) {
     let uid = match stream.peer_cred() {
         Ok(c) => c.uid(),
         Err(e) => {
             warn!(cause = %e, "control client without credentials; dropped");
             return;
         }
+    };
+    let Some(_ticket) = Ticket::take(open, uid) else {
+        let message =
+            format!("uid {uid} already has {MAX_PER_UID} requests open; wait for them to finish");
+        debug!(uid, "too many control connections");
+        let _ = send(&mut stream, &Reply::Error { message }).await;
+        return;
     };
     let req = match read_request(&mut stream).await {
         Ok(r) => r,
@@ -127,6 +163,11 @@ async fn handle(mut stream: UnixStream, ctl: &Ctl) {
             let _ = send(&mut stream, &Reply::Error { message }).await;
             return;
         }
+    };
+    let Ok(_permit) = slots.clone().try_acquire_owned() else {
+        let message = "the daemon is busy with other clients; try again".to_string();
+        let _ = send(&mut stream, &Reply::Error { message }).await;
+        return;
     };
     let (tx, mut rx) = mpsc::channel::<Progress>(16);
     let (mut rd, mut wr) = stream.into_split();

@@ -6,8 +6,10 @@
 //!
 //! Pinning resolves the manifest's dependencies (Debian relation syntax) greedily: each
 //! clause is satisfied by a version already pinned when one fits, else by the newest
-//! accepted version of the first alternative that satisfies its constraint, which is then
-//! pinned too (automatic), and so on to a fixed point. A dependency on a package the
+//! accepted version of the first alternative that satisfies its constraint and every
+//! other pinned version's plain (single-alternative) dependency on that package, which is
+//! then pinned too (automatic; an automatic pin may move to such a version, a pin made by
+//! hand never moves), and so on to a fixed point. A dependency on a package the
 //! repository does not have at all (say `libc6` of a .deb) is assumed to come from the
 //! system and is reported, not an error. A clause no accepted version can satisfy, or
 //! that conflicts with a pin, fails with the chain of constraints and changes nothing.
@@ -391,6 +393,8 @@ async fn resolve(
     root: &str,
 ) -> Result<Vec<String>, String> {
     let mut external = BTreeSet::new();
+    // Automatic pins added here, and which package needed each (for the error's chain).
+    let mut via: BTreeMap<String, String> = BTreeMap::new();
     // Each round either pins something new or ends; the number of packages bounds it.
     for _ in 0..=view.packages.len() + 1 {
         let mut changed = false;
@@ -418,7 +422,9 @@ async fn resolve(
                 if ok {
                     continue;
                 }
-                // Nothing pinned fits: pin the newest fitting version of an alternative.
+                // Nothing pinned fits: pin the newest version of an alternative that
+                // fits, and fits every other pinned version's plain dependency on it too;
+                // an automatic pin may move to such a version, a pin by hand never does.
                 let mut tried = Vec::new();
                 let mut all_external = true;
                 for alt in &clause.alternatives {
@@ -426,31 +432,42 @@ async fn resolve(
                         continue;
                     }
                     all_external = false;
-                    if pins.contains_key(alt.name.as_str()) {
+                    if pins
+                        .get(alt.name.as_str())
+                        .is_some_and(|(_, automatic)| !automatic)
+                    {
                         continue;
                     }
                     let Some(pkg) = view.packages.get(&alt.name) else {
                         tried.push(format!("{} has no version this node accepts", alt.name));
                         continue;
                     };
-                    match pkg
-                        .versions
-                        .iter()
-                        .rev()
-                        .find(|v| satisfies(alt, &v.version))
-                    {
+                    let others = constraints_on(cat, view, pins, alt.name.as_str()).await?;
+                    match pkg.versions.iter().rev().find(|v| {
+                        satisfies(alt, &v.version)
+                            && others.iter().all(|(o, _)| satisfies(o, &v.version))
+                    }) {
                         Some(v) => {
                             pins.insert(alt.name.to_string(), (v.version.to_string(), true));
+                            via.entry(alt.name.to_string()).or_insert(name.clone());
                             changed = true;
                             ok = true;
                             break;
                         }
-                        None => tried.push(format!(
-                            "no accepted version of {} satisfies {} (accepted: {})",
-                            alt.name,
-                            alt,
-                            versions(&pkg.versions)
-                        )),
+                        None => {
+                            let also: Vec<String> = others
+                                .iter()
+                                .filter(|(o, _)| *o != *alt)
+                                .map(|(o, by)| format!(" and {o} of {by}"))
+                                .collect();
+                            tried.push(format!(
+                                "no accepted version of {} satisfies {}{} (accepted: {})",
+                                alt.name,
+                                alt,
+                                also.concat(),
+                                versions(&pkg.versions)
+                            ))
+                        }
                     }
                 }
                 if ok {
@@ -465,7 +482,25 @@ async fn resolve(
                 let chain = if who == root {
                     who
                 } else {
-                    format!("{root} needs {who}, which")
+                    // Who pulled `who` in, back to the root; or a pin made before.
+                    let mut path = vec![who.clone()];
+                    let mut at = name.clone();
+                    while let Some(parent) = via.get(&at) {
+                        if path.len() > pins.len() {
+                            break;
+                        }
+                        match find(view, parent, pins) {
+                            Some(p) => path.push(format!("{} {}", p.name, p.version)),
+                            None => break,
+                        }
+                        at = parent.clone();
+                    }
+                    if path.last() == Some(&root.to_string()) {
+                        path.reverse();
+                        format!("{}, which", path.join(" needs "))
+                    } else {
+                        format!("{who} (pinned before)")
+                    }
                 };
                 return Err(format!(
                     "cannot pin {root}: {chain} depends on \"{clause}\", but {}",
@@ -478,6 +513,30 @@ async fn resolve(
         }
     }
     Err(format!("cannot pin {root}: the dependencies do not settle"))
+}
+
+/// The plain (single-alternative) dependencies on `name` of every other pinned version,
+/// with who has them.
+async fn constraints_on(
+    cat: &Catalog,
+    view: &View,
+    pins: &PinMap,
+    name: &str,
+) -> Result<Vec<(Alternative, String)>, String> {
+    let mut out = Vec::new();
+    for n in pins.keys().filter(|n| n.as_str() != name) {
+        let Some(ver) = find(view, n, pins) else {
+            continue;
+        };
+        for clause in relations(cat, &ver).await?.clauses {
+            if let [alt] = clause.alternatives.as_slice() {
+                if alt.name.as_str() == name {
+                    out.push((alt.clone(), format!("{} {}", ver.name, ver.version)));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Drops automatic pins that no explicit pin needs, directly or through others.

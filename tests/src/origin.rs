@@ -140,6 +140,7 @@ struct Counts {
     objects: u64,
     index: u64,
     log: Vec<String>,
+    answers: Vec<(String, u16)>,
 }
 
 struct State {
@@ -213,6 +214,7 @@ impl Handler for State {
             }
         }
         let mut resp = resp.unwrap_or_else(|| self.files.handle(req));
+        lock(&self.counts).answers.push((path.clone(), resp.status));
         for a in &actions {
             resp = match a {
                 Action::Hold(_) | Action::Fail(_) => resp,
@@ -525,6 +527,18 @@ impl Origin {
         lock(&self.state.counts).log.clone()
     }
 
+    /// The status codes answered to requests whose path matches `p`, in order (e.g. 304
+    /// for a conditional request that found nothing new).
+    pub fn answers(&self, p: impl Into<Pattern>) -> Vec<u16> {
+        let p = p.into();
+        lock(&self.state.counts)
+            .answers
+            .iter()
+            .filter(|(path, _)| p.matches(path))
+            .map(|(_, s)| *s)
+            .collect()
+    }
+
     /// Zeroes every counter and the log.
     pub fn reset_counts(&self) {
         *lock(&self.state.counts) = Counts::default();
@@ -694,6 +708,7 @@ mod tests {
         assert_eq!(o.total_requests(), 3);
         assert_eq!(o.requests("abcdef"), 1);
         assert_eq!(o.bytes_sent(), 7 + 100_000 + "404 Not Found\n".len() as u64);
+        assert_eq!(o.answers(Pattern::any()), [200, 200, 404]);
         o.reset_counts();
         assert_eq!((o.total_requests(), o.bytes_sent()), (0, 0));
     }

@@ -56,16 +56,24 @@ impl Global {
             command,
         })?;
         line.push(b'\n');
-        (&stream)
+        // A daemon that refuses us closes without reading, but says why first: so a
+        // failed send still reads that answer. (Its error is kept as text: a broken
+        // pipe here is not storkctl's stdout closing, which `exit::finish` ignores.)
+        let sent = (&stream)
             .write_all(&line)
-            .context("cannot send the request to the daemon")?;
+            .map_err(|e| anyhow!("cannot send the request to the daemon: {e}"));
         let mut reader = BufReader::new(&stream);
         loop {
             let mut buf = String::new();
-            let n = reader
-                .read_line(&mut buf)
-                .context("no answer from the daemon")?;
+            let n = match reader.read_line(&mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    sent?;
+                    return Err(e).context("no answer from the daemon");
+                }
+            };
             if n == 0 {
+                sent?;
                 return Err(anyhow!(
                     "the daemon closed the connection without answering"
                 ));
