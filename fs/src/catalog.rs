@@ -142,6 +142,8 @@ pub struct Catalog {
     /// sign): the digest never changes, so neither does the verdict. Every view leaves
     /// them out, so a later index cannot bring one back.
     bad_manifests: Mutex<HashMap<(PackageName, Version, Digest), RefusedVersion>>,
+    /// Versions whose manifest passed its checks (in the background or on use).
+    checked: Mutex<HashSet<u32>>,
 }
 
 fn now() -> u64 {
@@ -174,6 +176,7 @@ impl Catalog {
             check: Mutex::new(Check::default()),
             logged: Mutex::new(HashSet::new()),
             bad_manifests: Mutex::new(HashMap::new()),
+            checked: Mutex::new(HashSet::new()),
         });
         let root = cat.trust.repository_key.to_string();
         let mut st = match cat.store.index_state()? {
@@ -581,6 +584,18 @@ impl Catalog {
     }
 
     async fn build_tree(&self, vid: u32) -> Result<Arc<VersionTree>, LoadError> {
+        let manifest = self.checked_manifest(vid).await?;
+        let tree = Arc::new(VersionTree::build(vid, manifest));
+        self.trees
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(vid, tree.clone());
+        Ok(tree)
+    }
+
+    /// Fetches (if needed), parses and checks the manifest of a version; refuses the
+    /// version when it does not pass.
+    async fn checked_manifest(&self, vid: u32) -> Result<Manifest, LoadError> {
         let ver = self
             .view()
             .by_vid
@@ -639,12 +654,8 @@ impl Catalog {
                 return Err(LoadError::Refused(e));
             }
         };
-        let tree = Arc::new(VersionTree::build(vid, manifest));
-        self.trees
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(vid, tree.clone());
-        Ok(tree)
+        lock(&self.checked).insert(vid);
+        Ok(manifest)
     }
 
     /// Removes a version whose manifest was refused, and remembers why.
@@ -677,15 +688,17 @@ impl Catalog {
         *slot = Arc::new(self.build_view(cur.index.clone(), releases, refused));
     }
 
-    /// Loads every accepted version's tree in the background, a few at a time, so that
-    /// listings and `stat` find them ready (and offline restarts have them).
+    /// Fetches and checks every accepted version's manifest in the background, a few at
+    /// a time: a bad manifest is refused before anyone reads the version (so `current`
+    /// never names it), and the cache holds every manifest for offline restarts. Trees
+    /// are built in memory only for versions someone uses.
     pub async fn load_all(self: Arc<Self>) {
         let vids: Vec<u32> = self
             .view()
             .by_vid
             .keys()
             .copied()
-            .filter(|v| self.tree(*v).is_none())
+            .filter(|v| self.tree(*v).is_none() && !lock(&self.checked).contains(v))
             .collect();
         let sem = Arc::new(tokio::sync::Semaphore::new(8));
         let mut tasks = Vec::new();
@@ -694,7 +707,7 @@ impl Catalog {
             let sem = sem.clone();
             tasks.push(tokio::spawn(async move {
                 let _p = sem.acquire().await;
-                if let Err(e) = me.load_tree(vid).await {
+                if let Err(e) = me.checked_manifest(vid).await {
                     tracing::debug!(vid, cause = %e, "manifest not loaded yet");
                 }
             }));

@@ -273,6 +273,12 @@ fn serve(opts: &MountOptions, ready: &mut Ready) -> Result<()> {
             let mut tick = tokio::time::interval(Duration::from_secs(2));
             loop {
                 tick.tick().await;
+                // Pinned versions' trees, so their objects are known and kept.
+                for vid in p.pinned_vids(&c.view()) {
+                    if c.tree(vid).is_none() {
+                        let _ = c.load_tree(vid).await;
+                    }
+                }
                 let (s, p, c) = (s.clone(), p.clone(), c.clone());
                 let _ = tokio::task::spawn_blocking(move || {
                     s.set_pinned(p.protected(&c));

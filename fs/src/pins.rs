@@ -222,29 +222,36 @@ impl Pins {
         Ok(out)
     }
 
-    /// Every object of every pinned version whose tree is loaded (pinning loads it).
-    pub fn protected(&self, cat: &Catalog) -> std::collections::HashSet<policy::Digest> {
-        let view = cat.view();
-        let mut out = std::collections::HashSet::new();
+    /// The versions any owner pins, each once.
+    pub fn pinned_vids(&self, view: &View) -> Vec<u32> {
         let m = self.map.read().unwrap_or_else(|e| e.into_inner());
-        for pins in m.values() {
-            for (name, (version, _)) in pins {
-                let Some(ver) = find(&view, name, pins) else {
-                    continue;
-                };
-                let _ = version;
-                let Some(tree) = cat.tree(ver.vid) else {
-                    continue;
-                };
-                for e in &tree.manifest.entries {
-                    if let policy::manifest::Node::File { data, .. } = &e.node {
-                        match data {
-                            policy::manifest::FileData::Whole(b) => {
-                                out.insert(b.sha256);
-                            }
-                            policy::manifest::FileData::Chunked { chunks, .. } => {
-                                out.extend(chunks.iter().map(|c| c.sha256));
-                            }
+        let mut vids: Vec<u32> = m
+            .values()
+            .flat_map(|pins| {
+                pins.keys()
+                    .filter_map(|n| find(view, n, pins))
+                    .map(|v| v.vid)
+            })
+            .collect();
+        vids.sort_unstable();
+        vids.dedup();
+        vids
+    }
+
+    /// Every object of every pinned version whose tree is loaded (the daemon loads the
+    /// pinned ones before asking).
+    pub fn protected(&self, cat: &Catalog) -> std::collections::HashSet<policy::Digest> {
+        let mut out = std::collections::HashSet::new();
+        for vid in self.pinned_vids(&cat.view()) {
+            let Some(tree) = cat.tree(vid) else { continue };
+            for e in &tree.manifest.entries {
+                if let policy::manifest::Node::File { data, .. } = &e.node {
+                    match data {
+                        policy::manifest::FileData::Whole(b) => {
+                            out.insert(b.sha256);
+                        }
+                        policy::manifest::FileData::Chunked { chunks, .. } => {
+                            out.extend(chunks.iter().map(|c| c.sha256));
                         }
                     }
                 }
