@@ -200,6 +200,7 @@ fn serve(opts: &MountOptions, ready: &mut Ready) -> Result<()> {
             v
         }),
         current: Box::new(move |view: &View, pid, uid| current_pins.current(view, pid, uid)),
+        gave_up: Default::default(),
     });
     let listener = {
         let _rt = rt.enter();
