@@ -208,6 +208,7 @@ fn serve(opts: &MountOptions, ready: &mut Ready) -> Result<()> {
             v
         }),
         current: Box::new(move |view: &View, pid, uid| current_pins.current(view, pid, uid)),
+        gave_up: Default::default(),
     });
     let listener = {
         let _rt = rt.enter();
@@ -305,12 +306,25 @@ fn serve(opts: &MountOptions, ready: &mut Ready) -> Result<()> {
         }
         let _ = stop_tx.send(());
     });
+    let mountpoint = opts.mountpoint.clone();
     std::thread::Builder::new()
         .name("storkfs-stop".into())
         .spawn(move || {
             if stop_rx.recv().is_ok() {
-                if let Err(e) = unmounter.unmount() {
-                    error!(cause = %e, "cannot unmount");
+                match unmounter.unmount() {
+                    Ok(()) => {}
+                    // Open files keep a plain unmount from happening; told to stop, we
+                    // detach the mount so that it leaves the namespace now, and the
+                    // session ends when the last open file is closed.
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                        match sys::detach_mount(&mountpoint) {
+                            Ok(()) => info!(
+                                "files are open: mount detached; exiting once the last is closed"
+                            ),
+                            Err(e) => error!(cause = %e, "cannot detach the busy mount"),
+                        }
+                    }
+                    Err(e) => error!(cause = %e, "cannot unmount"),
                 }
             }
         })

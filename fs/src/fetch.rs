@@ -126,6 +126,14 @@ impl Fetcher {
         &self.sources
     }
 
+    /// Whether a download of `digest` is in flight.
+    pub fn is_fetching(&self, digest: &Digest) -> bool {
+        self.inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(digest)
+    }
+
     /// Makes `blob` present in the cache, downloading and verifying it if needed.
     pub async fn ensure(
         self: &Arc<Self>,

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
@@ -26,6 +26,7 @@ use fuser::{
     ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
 };
 use policy::manifest::{Blob, Entry, FileData, Node};
+use policy::Digest;
 use tracing::{debug, warn};
 
 use crate::catalog::{Catalog, LoadError, View};
@@ -56,6 +57,40 @@ pub struct Core {
     pub status: Box<dyn Fn() -> Vec<u8> + Send + Sync>,
     /// Resolves `current` for a uid.
     pub current: CurrentFn,
+    /// Downloads a reader has given up on.
+    pub gave_up: GaveUp,
+}
+
+/// Chunks whose download a reader gave up on (its `timeout=` passed), and when.
+///
+/// When the READ of a readahead fails, the kernel retries the page at once with a
+/// second READ; without this, that retry waited another full timeout on the same stuck
+/// download, so one `read(2)` took twice `timeout=`. The first read of a chunk still
+/// downloading that a reader gave up on less than `timeout` ago gets EIO at once; later
+/// reads wait again.
+#[derive(Default)]
+pub struct GaveUp(Mutex<HashMap<Digest, Instant>>);
+
+impl GaveUp {
+    fn note(&self, digests: &[Digest]) {
+        let now = Instant::now();
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for d in digests {
+            m.insert(*d, now);
+        }
+    }
+
+    /// Whether a reader gave up on one of `digests` less than `within` ago; forgets
+    /// those.
+    fn take_recent(&self, digests: &[Digest], within: Duration) -> bool {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|_, t| t.elapsed() < within);
+        let mut found = false;
+        for d in digests {
+            found |= m.remove(d).is_some();
+        }
+        found
+    }
 }
 
 enum Handle {
@@ -525,13 +560,34 @@ async fn fetch_range(
             });
         }
     }
+    let label = StorkFs::what(&tree, e, None).to_string();
+    let chunked = matches!(
+        e.node,
+        Node::File {
+            data: FileData::Chunked { .. },
+            ..
+        }
+    );
+    let stuck = || -> Vec<Digest> {
+        segs.iter()
+            .map(|s| s.0.sha256)
+            .filter(|d| fetcher.is_fetching(d))
+            .collect()
+    };
+    if chunked && core.gave_up.take_recent(&stuck(), core.timeout) {
+        return Err(Fail::TimedOut(label, core.timeout));
+    }
     let jobs = segs
         .iter()
         .filter(|(b, ..)| b.size > 0)
         .map(|(b, _, _, chunk)| fetcher.ensure(*b, Kind::Content, StorkFs::what(&tree, e, *chunk)));
-    let label = StorkFs::what(&tree, e, None).to_string();
     match tokio::time::timeout(core.timeout, futures::future::try_join_all(jobs)).await {
-        Err(_) => Err(Fail::TimedOut(label, core.timeout)),
+        Err(_) => {
+            if chunked {
+                core.gave_up.note(&stuck());
+            }
+            Err(Fail::TimedOut(label, core.timeout))
+        }
         Ok(Err(err)) => Err(Fail::Fetch(label, err)),
         Ok(Ok(_)) => Ok(()),
     }

@@ -438,6 +438,9 @@ impl Sources {
             .map(str::to_string);
         let mut body = resp.bytes_stream();
         let mut got: u64 = 0;
+        // The rate is that of the body: the wait for the response is bounded apart
+        // (first_byte), so a server slow to answer but quick to send is not "too slow".
+        let body_start = Instant::now();
         loop {
             let next = match tokio::time::timeout(t.stall, body.next()).await {
                 Err(_) => return Err(SourceError::Stalled(t.stall)),
@@ -454,7 +457,7 @@ impl Sources {
                     sink(&chunk).map_err(|e| SourceError::Local(e.to_string()))?;
                 }
             }
-            let elapsed = start.elapsed();
+            let elapsed = body_start.elapsed();
             if elapsed > t.rate_grace {
                 let rate = (got as f64 / elapsed.as_secs_f64()) as u64;
                 if rate < t.min_rate {

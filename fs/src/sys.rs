@@ -32,6 +32,12 @@ pub fn is_dead_mount(path: &Path) -> bool {
     matches!(std::fs::metadata(path), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
 }
 
+/// Detaches a mount that is busy (`umount -l`): it leaves the namespace at once and
+/// ends when its last open file is closed.
+pub fn detach_mount(path: &Path) -> io::Result<()> {
+    nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH).map_err(io::Error::from)
+}
+
 /// Takes ownership of a descriptor our parent passed us by number (the readiness pipe),
 /// if it is open.
 pub fn inherited_fd(fd: i32) -> Option<std::os::fd::OwnedFd> {

@@ -27,6 +27,7 @@
 //! `squid` from the system. A missing tool fails the test with the command that could not
 //! run; nothing is ever skipped.
 
+mod cache;
 pub mod fixtures;
 pub mod http;
 mod mount;
@@ -44,6 +45,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+pub use cache::{cache_holds_bytes, cache_objects, cache_tmp_files};
 pub use http::{curl, HttpResponse, Request};
 pub use mount::{
     as_uid, is_mounted, margin, mount_options, read_as, readlink_as, Mount, MountBuilder,

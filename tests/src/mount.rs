@@ -265,6 +265,24 @@ impl Mount {
         self.options = options.iter().map(|s| s.to_string()).collect();
     }
 
+    /// Sends `signal` to the daemon (and its process group).
+    pub fn signal(&self, signal: i32) {
+        self.daemon.as_ref().expect("running").signal(signal);
+    }
+
+    /// Waits (up to `timeout`) for the daemon to exit by itself, e.g. after an unmount
+    /// made by the test; returns how it ended. The mount is not touched.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let d = self.daemon.as_mut().expect("running");
+        let s = wait_for(timeout, "storkfs to exit", || {
+            d.try_status().ok_or_else(|| d.describe())
+        });
+        let mut d = self.daemon.take().expect("running");
+        self.log.push_str(&d.stderr());
+        d.stop();
+        s
+    }
+
     /// Unmounts with `umount` and asserts the daemon then exits cleanly.
     pub fn unmount(&mut self) {
         Cmd::new("umount").arg(&self.mnt).ok();
