@@ -136,11 +136,18 @@ fn serve(opts: &MountOptions, ready: &mut Ready) -> Result<()> {
             opts.mountpoint.display()
         );
     }
-    if !opts.mountpoint.is_dir() {
-        bail!(
+    match std::fs::metadata(&opts.mountpoint) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => bail!(
             "mount point {} is not a directory",
             opts.mountpoint.display()
-        );
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "mount point {} does not exist: create it with mkdir -p {}",
+            opts.mountpoint.display(),
+            opts.mountpoint.display()
+        ),
+        Err(e) => bail!("mount point {}: {e}", opts.mountpoint.display()),
     }
     let trust = TrustPolicy::read_file(&opts.trust_file).map_err(|e| anyhow!("trust file {e}"))?;
     let store = Arc::new(Store::open(&opts.cache_dir)?);

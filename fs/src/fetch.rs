@@ -180,6 +180,20 @@ impl Fetcher {
             let mut last = FetchError::Unavailable("no sources".into());
             for src in self.sources.order() {
                 let mut attempt = self.try_source(&src, &blob, kind, what, Route::Auto).await;
+                if matches!(attempt, Err(Attempt::NoSpace)) {
+                    // The disk filled before the quota did (other data shares it, or the
+                    // quota is larger than the disk): evict as for the quota, then retry.
+                    let need = blob.stored_size() + blob.size;
+                    let store = self.store.clone();
+                    let freed =
+                        tokio::task::spawn_blocking(move || store.evict_bytes(need.max(8 << 20)))
+                            .await
+                            .unwrap_or(0);
+                    warn!(object = %what, freed, "the cache's filesystem is full; evicted least-recently-used content to make room");
+                    if freed > 0 {
+                        attempt = self.try_source(&src, &blob, kind, what, Route::Auto).await;
+                    }
+                }
                 if matches!(attempt, Err(Attempt::Refused(_))) && self.sources.proxied() {
                     // A proxy may have cached bad bytes: ask the source itself once.
                     if let Err(Attempt::Refused(r)) = &attempt {
@@ -231,6 +245,7 @@ impl Fetcher {
                         last = FetchError::Unavailable(format!("{}: {r}", src.url));
                     }
                     Err(Attempt::Local(e)) => return Err(FetchError::Local(e)),
+                    Err(Attempt::NoSpace) => return Err(FetchError::Local(NO_SPACE.into())),
                 }
             }
             Err(last)
@@ -249,7 +264,13 @@ impl Fetcher {
         what: &What,
         route: Route,
     ) -> Result<u64, Attempt> {
-        let local = |e: io::Error| Attempt::Local(e.to_string());
+        let local = |e: io::Error| {
+            if crate::store::is_no_space(&e) {
+                Attempt::NoSpace
+            } else {
+                Attempt::Local(e.to_string())
+            }
+        };
         // Room for the download, and for the plain bytes when it is compressed.
         let room = blob.stored_size() + if blob.zstd.is_some() { blob.size } else { 0 };
         let _room = self
@@ -275,6 +296,7 @@ impl Fetcher {
                     return Err(Attempt::Source(SourceError::Status(304)));
                 }
                 Err(SourceError::Local(e)) => return Err(Attempt::Local(e)),
+                Err(SourceError::NoSpace) => return Err(Attempt::NoSpace),
                 Err(SourceError::TooLarge(_)) => {
                     return Err(Attempt::Refused(Refusal::SizeMismatch {
                         what: what.to_string(),
@@ -327,13 +349,17 @@ impl Fetcher {
     }
 }
 
+const NO_SPACE: &str = "the cache's filesystem is full and nothing more may be evicted (open or pinned content): free space there, or lower quota=";
+
 enum Attempt {
     /// The source failed (connection, status, timeouts): try the next one.
     Source(SourceError),
     /// The source sent bytes that do not verify: log, try the next one.
     Refused(Refusal),
-    /// Our side failed (disk full): no other source helps.
+    /// Our side failed: no other source helps.
     Local(String),
+    /// The cache's filesystem is full (before the quota): make room and try again.
+    NoSpace,
 }
 
 impl From<Attempt> for FetchError {
@@ -342,6 +368,7 @@ impl From<Attempt> for FetchError {
             Attempt::Source(e) => FetchError::Unavailable(e.to_string()),
             Attempt::Refused(r) => FetchError::Unavailable(r.to_string()),
             Attempt::Local(e) => FetchError::Local(e),
+            Attempt::NoSpace => FetchError::Local(NO_SPACE.into()),
         }
     }
 }

@@ -553,11 +553,18 @@ async fn fetch_range(
             .map(|i| i as usize + 1)
             .and_then(|i| chunks.get(i).map(|c| (i, *c)))
         {
-            let f = fetcher.clone();
-            let what = StorkFs::what(&tree, e, Some(next.0 as u32));
-            core.rt.spawn(async move {
-                let _ = f.ensure(next.1, Kind::Content, what).await;
-            });
+            // Read-ahead only with room to spare: it must never evict what readers asked for.
+            if core
+                .catalog
+                .store()
+                .has_room(2 * (next.1.stored_size() + next.1.size))
+            {
+                let f = fetcher.clone();
+                let what = StorkFs::what(&tree, e, Some(next.0 as u32));
+                core.rt.spawn(async move {
+                    let _ = f.ensure(next.1, Kind::Content, what).await;
+                });
+            }
         }
     }
     let label = StorkFs::what(&tree, e, None).to_string();

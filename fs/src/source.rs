@@ -136,12 +136,15 @@ pub enum SourceError {
     /// Writing what arrived failed locally (not the source's fault).
     #[error("cannot store what arrived: {0}")]
     Local(String),
+    /// The cache's filesystem is full.
+    #[error("cannot store what arrived: the cache's filesystem is full")]
+    NoSpace,
 }
 
 impl SourceError {
     /// Whether the failure says something about the source (and should back it off).
     pub fn blames_source(&self) -> bool {
-        !matches!(self, SourceError::Local(_))
+        !matches!(self, SourceError::Local(_) | SourceError::NoSpace)
     }
 }
 
@@ -454,7 +457,13 @@ impl Sources {
                     if got > max {
                         return Err(SourceError::TooLarge(max));
                     }
-                    sink(&chunk).map_err(|e| SourceError::Local(e.to_string()))?;
+                    sink(&chunk).map_err(|e| {
+                        if crate::store::is_no_space(&e) {
+                            SourceError::NoSpace
+                        } else {
+                            SourceError::Local(e.to_string())
+                        }
+                    })?;
                 }
             }
             let elapsed = body_start.elapsed();

@@ -262,7 +262,7 @@ fn assert_cache_sound(cache: &Path) {
 }
 
 #[test]
-fn a_cache_on_a_tiny_filesystem_gives_eio_for_what_does_not_fit_and_serves_the_rest() {
+fn a_disk_that_fills_before_the_quota_is_made_room_on_like_the_quota() {
     let t = TestDir::new();
     let repo = Repo::new(t.join("repo"));
     let alice = repo.publisher("alice");
@@ -274,56 +274,89 @@ fn a_cache_on_a_tiny_filesystem_gives_eio_for_what_does_not_fit_and_serves_the_r
     let origin = Origin::serve(repo.dir());
     let cache_fs = Tmpfs::mount(t.join("cache"), "8M");
     // A quota larger than the filesystem: the disk fills before the quota does.
+    let m = Mount::new(&origin.url(), &repo.trust_toml(&[(&alice, &["*"])]))
+        .cache(&cache_fs.0)
+        .option("quota=64M,timeout=5")
+        .start();
+    assert_reads_back(&m, "fits/1.0", &fits);
+    // 12 MiB through an 8 MiB filesystem: least-recently-used content makes room, as it
+    // would for the quota, and every byte is right.
+    let got = read_uncached(&m.path("huge/1.0/f00"), 0, None).expect("read the 12 MiB file");
+    assert!(got == fs::read(huge.join("f00")).unwrap(), "wrong bytes");
+    assert_contains(&m.log(), &["filesystem is full; evicted"]);
+    assert_cache_sound(&cache_fs.0);
+    // Evicted content comes back when read again.
+    assert_reads_back(&m, "fits/1.0", &fits);
+    assert_cache_sound(&cache_fs.0);
+}
+
+#[test]
+fn a_full_cache_filesystem_gives_eio_for_what_does_not_fit_and_serves_the_rest() {
+    let t = TestDir::new();
+    let repo = Repo::new(t.join("repo"));
+    let alice = repo.publisher("alice");
+    let fits = tree(&t.join("fits"), 4000, &[200_000; 8]);
+    let huge = tree(&t.join("huge"), 5000, &[12 * MIB]);
+    repo.add(&alice, "fits", "1.0", &fits, &[]);
+    repo.add(&alice, "huge", "1.0", &huge, &[]);
+    repo.publish();
+    let origin = Origin::serve(repo.dir());
+    let cache_fs = Tmpfs::mount(t.join("cache"), "8M");
     let mut m = Mount::new(&origin.url(), &repo.trust_toml(&[(&alice, &["*"])]))
         .cache(&cache_fs.0)
         .option("quota=64M,timeout=5")
         .start();
     let pid = m.pid();
+    // Everything cached is pinned by a slice, so nothing may be evicted...
+    m.ctl_as(1001).args(["pin", "fits"]).ok();
     assert_reads_back(&m, "fits/1.0", &fits);
-
-    // 12 MiB cannot be stored on 8 MiB: EIO, not a hang and not wrong bytes.
+    wait_for(SOON, "the pinned objects to be protected", || {
+        let s = m.status();
+        match s["cache"]["pinned_objects"].as_u64() {
+            Some(n) if n >= 8 => Ok(()),
+            _ => Err(format!("{s:#}")),
+        }
+    });
+    // ...and other data fills the filesystem.
+    let filler = cache_fs.0.join("filler");
+    {
+        let mut f = fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 << 10];
+        while f.write_all(&block).is_ok() {}
+    }
     let big = m.path("huge/1.0/f00");
     for _ in 0..2 {
-        match read_uncached(&big, 0, None) {
+        match read_uncached(&big, 0, Some(1000)) {
             Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}"),
-            Ok(b) => panic!(
-                "read {} bytes of a 12 MiB file from an 8 MiB cache",
-                b.len()
-            ),
+            Ok(b) => panic!("read {} bytes with a full cache filesystem", b.len()),
         }
     }
-    assert_contains(&m.log(), &["No space left on device"]);
+    assert_contains(&m.log(), &["the cache's filesystem is full"]);
     // What was cached before is still served, byte for byte, by the same daemon.
     assert_reads_back(&m, "fits/1.0", &fits);
     assert_eq!(m.pid(), pid);
-    let s = m.status();
-    assert_eq!(s["pid"], pid, "{s:#}");
+    assert_eq!(m.status()["pid"], pid);
     // Whatever the full disk did, the cache holds only whole, verified objects.
     assert_cache_sound(&cache_fs.0);
-    // Parts of the big file that fit can still be read where they are cached; any read
-    // either gives the right bytes or EIO, never others.
-    let want = fs::read(huge.join("f00")).unwrap();
-    for chunk in 0..12u64 {
-        let off = chunk * MIB as u64 + 12_345;
-        match read_uncached(&big, off, Some(1000)) {
-            Ok(b) => assert!(
-                b == want[off as usize..off as usize + 1000],
-                "chunk {chunk}"
-            ),
-            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "chunk {chunk}: {e}"),
+    // A restart onto the full filesystem comes up (making a little room for its database
+    // if it must) and serves what it still holds; nothing it serves is wrong.
+    m.unmount();
+    m.restart();
+    for f in names(&fits) {
+        match read_uncached(&m.path(&format!("fits/1.0/{f}")), 0, None) {
+            Ok(b) => assert!(b == fs::read(fits.join(&f)).unwrap(), "fits/1.0/{f}"),
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "fits/1.0/{f}: {e}"),
         }
     }
     assert_cache_sound(&cache_fs.0);
-
-    // A restart onto the full filesystem, after a clean stop and after a crash, serves
-    // what it holds.
-    m.unmount();
-    m.restart();
-    assert_reads_back(&m, "fits/1.0", &fits);
+    // Once there is room again, everything reads, after a crash too.
+    fs::remove_file(&filler).unwrap();
     m.kill9();
     m.restart();
     assert_reads_back(&m, "fits/1.0", &fits);
     assert_cache_sound(&cache_fs.0);
+    let got = read_uncached(&big, 0, None).expect("read after space was freed");
+    assert!(got == fs::read(huge.join("f00")).unwrap());
 }
 
 /// A repository with one small file and one 3-chunk file; returns it and the sources.

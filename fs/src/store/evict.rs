@@ -132,6 +132,15 @@ impl Store {
         })
     }
 
+    /// Frees at least `bytes` (when enough may go) because the filesystem filled up before
+    /// the quota did; returns the bytes freed.
+    pub fn evict_bytes(&self, bytes: u64) -> u64 {
+        let _g = self.evicting.lock().unwrap_or_else(|e| e.into_inner());
+        let before = self.used();
+        self.evict_to(before.saturating_sub(bytes));
+        before.saturating_sub(self.used())
+    }
+
     /// Evicts down to the quota (at start, or after the quota shrank).
     pub fn enforce_quota(&self) {
         let quota = self.quota();

@@ -196,6 +196,7 @@ impl Store {
         }
         fs::create_dir_all(&tmp).map_err(io(&tmp))?;
         let db_path = dir.join("stork.db");
+        make_headroom(dir, &db_path, &objects);
         let conn = db::open(&db_path).map_err(|cause| StoreError::Db {
             path: db_path.display().to_string(),
             cause,
@@ -700,6 +701,58 @@ fn file_hash_matches(f: &File, d: &Digest, size: u64) -> bool {
         }
     }
     h.len() == size && h.finish() == *d
+}
+
+/// The free space the database needs to open and recover.
+const HEADROOM: u64 = 512 << 10;
+
+/// A cache whose filesystem filled up while the daemon was down (other data grew) would
+/// not even open its database. Before opening it, delete the oldest content objects
+/// (never manifests, recognised by their first bytes) until there is a little room;
+/// recovery then drops the rows whose files are gone, and they are fetched again on use.
+fn make_headroom(dir: &Path, db_path: &Path, objects: &Path) {
+    let free = || {
+        crate::sys::fs_space(dir)
+            .map(|(_, free)| free)
+            .unwrap_or(u64::MAX)
+    };
+    if free() >= HEADROOM || !db_path.exists() {
+        return;
+    }
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+    for sub in fs::read_dir(objects).into_iter().flatten().flatten() {
+        for f in fs::read_dir(sub.path()).into_iter().flatten().flatten() {
+            let p = f.path();
+            let mut head = [0u8; 24];
+            let is_manifest = File::open(&p)
+                .and_then(|mut h| h.read_exact(&mut head))
+                .is_ok_and(|_| &head == br#"{"type":"stork-manifest""#);
+            if !is_manifest {
+                if let Ok(t) = f.metadata().and_then(|m| m.modified()) {
+                    files.push((t, p));
+                }
+            }
+        }
+    }
+    files.sort();
+    let mut n = 0;
+    for (_, p) in files {
+        if free() >= HEADROOM {
+            break;
+        }
+        if fs::remove_file(p).is_ok() {
+            n += 1;
+        }
+    }
+    warn!(
+        evicted = n,
+        "the cache's filesystem was full at start; evicted the oldest content to open the cache"
+    );
+}
+
+/// Whether an I/O error says the filesystem is full.
+pub fn is_no_space(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC)
 }
 
 /// Rehashes a file and compares it with `d` and `size`.
