@@ -277,14 +277,25 @@ impl Fetcher {
             .store
             .reserve(room)
             .map_err(|e| Attempt::Local(e.to_string()))?;
-        let mut tmp = self.store.temp().map_err(local)?;
-        let mut hasher = Hasher::new();
+        // Small objects (most files and chunks) land in memory: verified and decompressed
+        // there, then written once. Larger ones stream to a temporary file.
         let max = blob.stored_size();
+        let mut landing = if max <= IN_MEMORY {
+            Landing::Memory(Vec::with_capacity(max as usize))
+        } else {
+            Landing::File(self.store.temp().map_err(local)?)
+        };
+        let mut hasher = Hasher::new();
         {
-            let file = tmp.file();
             let mut sink = |b: &[u8]| -> io::Result<()> {
                 hasher.update(b);
-                file.write_all(b)
+                match &mut landing {
+                    Landing::Memory(v) => {
+                        v.extend_from_slice(b);
+                        Ok(())
+                    }
+                    Landing::File(t) => t.file().write_all(b),
+                }
             };
             match self
                 .sources
@@ -327,9 +338,9 @@ impl Fetcher {
                 actual,
             }));
         }
-        let plain = match blob.zstd {
-            None => tmp,
-            Some(_) => {
+        let plain = match (landing, blob.zstd) {
+            (Landing::File(tmp), None) => tmp,
+            (Landing::File(tmp), Some(_)) => {
                 let store = self.store.clone();
                 let blob = *blob;
                 let w = what.to_string();
@@ -337,16 +348,66 @@ impl Fetcher {
                     .await
                     .map_err(|e| Attempt::Local(e.to_string()))??
             }
+            (Landing::Memory(bytes), z) => {
+                let bytes = match z {
+                    None => bytes,
+                    Some(_) if blob.size <= IN_MEMORY => decompress_bytes(&bytes, blob, what)?,
+                    Some(_) => {
+                        let (b, w) = (*blob, what.to_string());
+                        tokio::task::spawn_blocking(move || decompress_bytes(&bytes, &b, &w))
+                            .await
+                            .map_err(|e| Attempt::Local(e.to_string()))??
+                    }
+                };
+                let mut tmp = self.store.temp().map_err(local)?;
+                tmp.file().write_all(&bytes).map_err(local)?;
+                tmp
+            }
         };
-        let store = self.store.clone();
-        let d = blob.sha256;
-        let size = blob.size;
-        tokio::task::spawn_blocking(move || store.commit(plain, &d, size, kind))
-            .await
-            .map_err(|e| Attempt::Local(e.to_string()))?
+        // A rename and an in-memory insert: quick enough for the runtime thread.
+        self.store
+            .commit(plain, &blob.sha256, blob.size, kind)
             .map_err(local)?;
         Ok(got)
     }
+}
+
+/// Downloads up to this size are received in memory.
+const IN_MEMORY: u64 = 4 << 20;
+
+enum Landing {
+    Memory(Vec<u8>),
+    File(TempObject),
+}
+
+/// Decompresses verified stored bytes, bounded by the signed plain size, and checks them.
+fn decompress_bytes(
+    stored: &[u8],
+    blob: &Blob,
+    what: &dyn fmt::Display,
+) -> Result<Vec<u8>, Attempt> {
+    let refused = |actual: u64| {
+        Attempt::Refused(Refusal::SizeMismatch {
+            what: what.to_string(),
+            expected: blob.size,
+            actual,
+        })
+    };
+    // The stored bytes matched their signed digest, so a stream that does not decode (or
+    // decodes to more than the signed size) means the publisher signed broken data.
+    let plain = zstd::bulk::decompress(stored, blob.size as usize).map_err(|_| refused(0))?;
+    if plain.len() as u64 != blob.size {
+        return Err(refused(plain.len() as u64));
+    }
+    let actual = Digest::of(&plain);
+    if actual != blob.sha256 {
+        return Err(Attempt::Refused(Refusal::HashMismatch {
+            what: what.to_string(),
+            expected: blob.sha256,
+            actual,
+        }));
+    }
+    Ok(plain)
 }
 
 const NO_SPACE: &str = "the cache's filesystem is full and nothing more may be evicted (open or pinned content): free space there, or lower quota=";

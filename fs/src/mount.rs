@@ -41,6 +41,9 @@ const TTL_FOREVER: Duration = Duration::from_secs(365 * 86400);
 const TTL_LISTING: Duration = Duration::from_secs(1);
 /// Per-caller or time-varying answers.
 const TTL_NONE: Duration = Duration::ZERO;
+/// Files never change: keep their pages across opens, and skip the FLUSH round trip on
+/// every close (there is nothing to flush in a read-only file).
+const FILE_OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE.union(FopenFlags::FOPEN_NOFLUSH);
 
 /// Resolves `current` of package `pid` for `uid` in a view.
 pub type CurrentFn = Box<dyn Fn(&View, u32, u32) -> Option<Arc<crate::catalog::Ver>> + Send + Sync>;
@@ -727,9 +730,7 @@ impl Filesystem for StorkFs {
                         let size = b.size as u32;
                         self.spawn(async move {
                             match fetch_range(core, tree, idx, 0, size).await {
-                                Ok(()) => {
-                                    reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE)
-                                }
+                                Ok(()) => reply.opened(FileHandle(fh), FILE_OPEN_FLAGS),
                                 Err(f) => reply.error(errno(f)),
                             }
                         });
@@ -739,7 +740,7 @@ impl Filesystem for StorkFs {
                             store.stats.hits.fetch_add(1, Ordering::Relaxed);
                         }
                         let fh = self.add_handle(Handle::File { _hold: hold });
-                        reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
+                        reply.opened(FileHandle(fh), FILE_OPEN_FLAGS);
                     }
                 }
             }

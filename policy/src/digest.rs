@@ -107,6 +107,29 @@ impl Hasher {
     pub fn finish(self) -> Digest {
         Digest(self.inner.finalize().into())
     }
+
+    /// Hashes everything `r` yields; returns the digest and the length.
+    pub fn of_reader<R: std::io::Read>(mut r: R) -> std::io::Result<(Digest, u64)> {
+        let mut h = Hasher::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => h.update(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let len = h.len();
+        Ok((h.finish(), len))
+    }
+
+    /// Whether the file at `path` holds exactly `size` bytes whose digest is `d`.
+    pub fn file_matches(path: &std::path::Path, d: &Digest, size: u64) -> bool {
+        std::fs::File::open(path)
+            .and_then(Hasher::of_reader)
+            .is_ok_and(|(got, len)| len == size && got == *d)
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +147,12 @@ mod tests {
         assert!(Digest::from_hex(&d.to_hex().to_uppercase()).is_err());
         assert!(Digest::from_hex("abc").is_err());
         assert_eq!(d.object_path(), format!("objects/ba/{}", d.to_hex()));
+    }
+
+    #[test]
+    fn reader_hash() {
+        let (d, n) = Hasher::of_reader(&b"abc"[..]).unwrap();
+        assert_eq!((d, n), (Digest::of(b"abc"), 3));
     }
 
     #[test]

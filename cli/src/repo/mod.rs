@@ -26,7 +26,7 @@ pub mod verify;
 pub mod withdraw;
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -287,19 +287,7 @@ fn existing_compressed(path: &Path, sha256: &Digest, size: u64) -> Option<Stored
 }
 
 fn existing_plain(path: &Path, sha256: &Digest, size: u64) -> bool {
-    let Ok(mut f) = File::open(path) else {
-        return false;
-    };
-    let mut h = policy::digest::Hasher::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => h.update(&buf[..n]),
-            Err(_) => return false,
-        }
-    }
-    h.len() == size && h.finish() == *sha256
+    policy::digest::Hasher::file_matches(path, sha256, size)
 }
 
 /// Unix time now.

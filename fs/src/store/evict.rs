@@ -97,13 +97,9 @@ impl Store {
 
     /// Bytes the cache takes on disk now: objects, database, and reserved space.
     pub fn used(&self) -> u64 {
-        let objects = self.objects_disk.load(Ordering::Relaxed);
-        let db: u64 = ["stork.db", "stork.db-wal", "stork.db-shm"]
-            .iter()
-            .filter_map(|f| fs::metadata(self.dir.join(f)).ok())
-            .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
-            .sum();
-        objects + db + self.reserved.load(Ordering::Relaxed)
+        self.objects_disk.load(Ordering::Relaxed)
+            + self.db_disk.load(Ordering::Relaxed)
+            + self.reserved.load(Ordering::Relaxed)
     }
 
     /// Whether `bytes` fit under the quota without evicting anything (read-ahead only runs

@@ -12,15 +12,17 @@
 //!
 //! How an object becomes trusted, and stays so across crashes:
 //! 1. it is downloaded into `tmp/` and verified against its signed digest while streaming;
-//! 2. only then is it renamed into `objects/` and recorded with `synced = 0`;
-//! 3. a flusher calls `syncfs` every couple of seconds and then marks rows `synced = 1`.
+//! 2. only then is it renamed into `objects/` (one rename: the 256 fan-out directories
+//!    exist from the start) and served from there;
+//! 3. a flusher calls `syncfs` every couple of seconds and only then writes the rows of
+//!    the objects committed since, in one transaction, so a row always names an object
+//!    that is on disk whole.
 //!
-//! At start, `tmp/` is emptied, files without a row are deleted, rows without a file are
-//! dropped, and every `synced = 0` object is rehashed (a crash may have left it
-//! incomplete) and dropped if it does not match. An object whose size or modification
-//! time differs from what it had when known good is rehashed before it is served (checked
-//! at every use, so a change made while the daemon runs is caught too). So nothing partial or
-//! unverified is ever served, without paying an fsync per object.
+//! At start, `tmp/` is emptied, files without a row (committed just before a crash) are
+//! deleted, rows without a file are dropped, and an object whose size or modification
+//! time differs from its row is rehashed before it is served (at every use). So nothing
+//! partial or unverified is ever served, without paying an fsync or a database write per
+//! object.
 
 mod db;
 pub mod evict;
@@ -29,7 +31,7 @@ pub mod state;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -68,6 +70,15 @@ struct ObjMeta {
     mtime_ns: AtomicI64,
     kind: Kind,
     last_access: AtomicU64,
+    /// The access time last written to the database.
+    saved_access: AtomicU64,
+}
+
+/// An object committed since the last flush, whose row is not written yet.
+struct PendingRow {
+    size: u64,
+    mtime_ns: i64,
+    kind: Kind,
 }
 
 /// The cache could not be opened.
@@ -116,6 +127,10 @@ pub struct Store {
     tmp_seq: AtomicU64,
     /// Sum of the objects' `disk`.
     objects_disk: AtomicU64,
+    /// What the database files took on disk at the last flush.
+    db_disk: AtomicU64,
+    /// Objects committed since the last flush.
+    pending: Mutex<HashMap<Digest, PendingRow>>,
     /// Counters.
     pub stats: StoreStats,
     quota: AtomicU64,
@@ -190,6 +205,11 @@ impl Store {
         let objects = dir.join("objects");
         let tmp = dir.join("tmp");
         fs::create_dir_all(&objects).map_err(io(&objects))?;
+        // All 256 fan-out directories up front: a commit is then one rename.
+        for b in 0..=255u8 {
+            let sub = objects.join(format!("{b:02x}"));
+            fs::create_dir_all(&sub).map_err(io(&sub))?;
+        }
         // Anything in tmp/ is an interrupted download: never trusted.
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
@@ -212,6 +232,8 @@ impl Store {
             )),
             tmp_seq: AtomicU64::new(0),
             objects_disk: AtomicU64::new(0),
+            db_disk: AtomicU64::new(0),
+            pending: Mutex::new(HashMap::new()),
             stats: StoreStats::default(),
             quota: AtomicU64::new(u64::MAX),
             reserved: AtomicU64::new(0),
@@ -224,6 +246,7 @@ impl Store {
             path: db_path.display().to_string(),
             cause,
         })?;
+        store.measure_db();
         Ok(store)
     }
 
@@ -296,6 +319,7 @@ impl Store {
                     mtime_ns: AtomicI64::new(if synced == 0 { mtime_ns(&meta) } else { mtime }),
                     kind: Kind::from_i64(kind),
                     last_access: AtomicU64::new(last as u64),
+                    saved_access: AtomicU64::new(last as u64),
                 }),
             );
         }
@@ -452,10 +476,13 @@ impl Store {
     pub fn temp(&self) -> io::Result<TempObject> {
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
         let path = self.tmp.join(format!("{n}"));
+        // Created read-only for everyone (the open descriptor may still write): a
+        // committed object is then 0444 without another system call.
         let file = fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(0o444)
             .open(&path)?;
         Ok(TempObject {
             path,
@@ -469,33 +496,33 @@ impl Store {
             return Ok(()); // t is removed on drop
         }
         let file = t.file.take().expect("temp object file present");
-        file.set_permissions(fs::Permissions::from_mode(0o444))?;
+        let m = file.metadata()?;
         let dest = self.object_path(d);
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent)?;
-        }
         if let Err(e) = fs::rename(&t.path, &dest) {
-            let _ = fs::remove_file(&t.path);
-            return Err(e);
+            let retry = e.kind() == io::ErrorKind::NotFound
+                && dest.parent().is_some_and(|p| fs::create_dir_all(p).is_ok())
+                && fs::rename(&t.path, &dest).is_ok();
+            if !retry {
+                let _ = fs::remove_file(&t.path);
+                return Err(e);
+            }
         }
-        let m = fs::metadata(&dest)?;
         let mtime = mtime_ns(&m);
         let now = now_secs();
-        let res = self.db().execute(
-            "INSERT OR REPLACE INTO objects (digest, size, mtime_ns, kind, synced, last_access)
-             VALUES (?1, ?2, ?3, ?4, 0, ?5)",
-            params![
-                d.as_bytes().as_slice(),
-                size as i64,
-                mtime,
-                kind as i64,
-                now as i64
-            ],
-        );
-        if let Err(e) = res {
-            let _ = fs::remove_file(&dest);
-            return Err(io::Error::other(e));
-        }
+        // The row is written by the next flush, after syncfs: rows only ever name objects
+        // that are on disk. A crash before then leaves a file without a row, which the
+        // next start deletes.
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                *d,
+                PendingRow {
+                    size,
+                    mtime_ns: mtime,
+                    kind,
+                },
+            );
         self.objects_disk
             .fetch_add(m.blocks() * 512, Ordering::Relaxed);
         self.present
@@ -509,6 +536,7 @@ impl Store {
                     mtime_ns: AtomicI64::new(mtime),
                     kind,
                     last_access: AtomicU64::new(now),
+                    saved_access: AtomicU64::new(0),
                 }),
             );
         debug!(object = %d.short(), size, "stored");
@@ -529,6 +557,10 @@ impl Store {
     }
 
     fn forget(&self, d: &Digest) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(d);
         let gone = self
             .present
             .write()
@@ -555,54 +587,67 @@ impl Store {
     /// Makes every object committed so far durable, then marks them so. Called every few
     /// seconds and at shutdown.
     pub fn flush(&self) {
-        let pending: i64 = self
-            .db()
-            .query_row("SELECT count(*) FROM objects WHERE synced = 0", [], |r| {
-                r.get(0)
-            })
-            .unwrap_or(0);
+        let pending: Vec<(Digest, PendingRow)> = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        if !pending.is_empty() {
+            // Durable first, recorded second.
+            self.sync_fs();
+            let mut db = self.db();
+            if let Ok(tx) = db.transaction() {
+                for (d, r) in &pending {
+                    let _ = tx.execute(
+                        "INSERT OR REPLACE INTO objects (digest, size, mtime_ns, kind, synced, last_access)
+                         VALUES (?1, ?2, ?3, ?4, 1, ?5)",
+                        params![
+                            d.as_bytes().as_slice(),
+                            r.size as i64,
+                            r.mtime_ns,
+                            r.kind as i64,
+                            now_secs() as i64
+                        ],
+                    );
+                }
+                let _ = tx.commit();
+            };
+        }
+        // Access times, only those that moved since the last flush.
         let accesses: Vec<(Digest, u64)> = self
             .present
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|(d, m)| (*d, m.last_access.load(Ordering::Relaxed)))
+            .filter_map(|(d, m)| {
+                let t = m.last_access.load(Ordering::Relaxed);
+                (m.saved_access.swap(t, Ordering::Relaxed) != t).then_some((*d, t))
+            })
             .collect();
-        if pending > 0 {
-            // Rows committed before this point are covered by the sync below; a row
-            // added meanwhile may be marked too early only if it was inserted between
-            // the SELECT of digests and the sync, so take the digests first.
-            let digests: Vec<Vec<u8>> = {
-                let db = self.db();
-                let mut st = match db.prepare("SELECT digest FROM objects WHERE synced = 0") {
-                    Ok(s) => s,
-                    Err(_) => return,
-                };
-                let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0));
-                match rows {
-                    Ok(r) => r.flatten().collect(),
-                    Err(_) => return,
-                }
-            };
-            self.sync_fs();
+        if !accesses.is_empty() {
             let mut db = self.db();
             if let Ok(tx) = db.transaction() {
-                for d in &digests {
-                    let _ = tx.execute("UPDATE objects SET synced = 1 WHERE digest = ?1", [d]);
+                for (d, t) in accesses {
+                    let _ = tx.execute(
+                        "UPDATE objects SET last_access = ?2 WHERE digest = ?1 AND last_access < ?2",
+                        params![d.as_bytes().as_slice(), t as i64],
+                    );
                 }
                 let _ = tx.commit();
             };
         }
-        let mut db = self.db();
-        if let Ok(tx) = db.transaction() {
-            for (d, t) in accesses {
-                let _ = tx.execute(
-                    "UPDATE objects SET last_access = ?2 WHERE digest = ?1 AND last_access < ?2",
-                    params![d.as_bytes().as_slice(), t as i64],
-                );
-            }
-            let _ = tx.commit();
-        };
+        self.measure_db();
+    }
+
+    /// Re-reads what the database files take on disk (counted in the quota).
+    fn measure_db(&self) {
+        let db: u64 = ["stork.db", "stork.db-wal", "stork.db-shm"]
+            .iter()
+            .filter_map(|f| fs::metadata(self.dir.join(f)).ok())
+            .map(|m| m.blocks() * 512)
+            .sum();
+        self.db_disk.store(db, Ordering::Relaxed);
     }
 
     /// Objects present and their total size.
@@ -757,19 +802,7 @@ pub fn is_no_space(e: &io::Error) -> bool {
 
 /// Rehashes a file and compares it with `d` and `size`.
 pub fn hash_matches(path: &Path, d: &Digest, size: u64) -> bool {
-    let Ok(mut f) = File::open(path) else {
-        return false;
-    };
-    let mut h = Hasher::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => h.update(&buf[..n]),
-            Err(_) => return false,
-        }
-    }
-    h.len() == size && h.finish() == *d
+    Hasher::file_matches(path, d, size)
 }
 
 #[cfg(test)]
@@ -810,13 +843,14 @@ mod tests {
     }
 
     #[test]
-    fn unsynced_damaged_objects_are_dropped_at_start() {
+    fn objects_not_flushed_before_a_crash_are_dropped_at_start() {
         let dir = tempfile::tempdir().unwrap();
         let (good, bad) = {
             let s = Store::open(dir.path()).unwrap();
             let good = put(&s, b"good");
+            s.flush();
             let bad = put(&s, b"bad content");
-            // Simulate a crash before the flusher ran: the file lost its tail.
+            // A crash before the flusher ran: the file may have lost its tail.
             let p = s.object_path(&bad);
             fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
             fs::write(&p, b"bad").unwrap();
