@@ -261,9 +261,15 @@ fn assert_cache_sound(cache: &Path) {
     }
 }
 
-#[test]
-fn a_disk_that_fills_before_the_quota_is_made_room_on_like_the_quota() {
-    let t = TestDir::new();
+/// A package of eight small files and one of a 12 MiB file, for an 8 MiB filesystem.
+struct Small {
+    repo: Repo,
+    alice: Publisher,
+    fits: PathBuf,
+    huge: PathBuf,
+}
+
+fn fits_and_huge(t: &TestDir) -> Small {
     let repo = Repo::new(t.join("repo"));
     let alice = repo.publisher("alice");
     let fits = tree(&t.join("fits"), 4000, &[200_000; 8]);
@@ -271,6 +277,23 @@ fn a_disk_that_fills_before_the_quota_is_made_room_on_like_the_quota() {
     repo.add(&alice, "fits", "1.0", &fits, &[]);
     repo.add(&alice, "huge", "1.0", &huge, &[]);
     repo.publish();
+    Small {
+        repo,
+        alice,
+        fits,
+        huge,
+    }
+}
+
+#[test]
+fn a_disk_that_fills_before_the_quota_is_made_room_on_like_the_quota() {
+    let t = TestDir::new();
+    let Small {
+        repo,
+        alice,
+        fits,
+        huge,
+    } = fits_and_huge(&t);
     let origin = Origin::serve(repo.dir());
     let cache_fs = Tmpfs::mount(t.join("cache"), "8M");
     // A quota larger than the filesystem: the disk fills before the quota does.
@@ -293,13 +316,12 @@ fn a_disk_that_fills_before_the_quota_is_made_room_on_like_the_quota() {
 #[test]
 fn a_full_cache_filesystem_gives_eio_for_what_does_not_fit_and_serves_the_rest() {
     let t = TestDir::new();
-    let repo = Repo::new(t.join("repo"));
-    let alice = repo.publisher("alice");
-    let fits = tree(&t.join("fits"), 4000, &[200_000; 8]);
-    let huge = tree(&t.join("huge"), 5000, &[12 * MIB]);
-    repo.add(&alice, "fits", "1.0", &fits, &[]);
-    repo.add(&alice, "huge", "1.0", &huge, &[]);
-    repo.publish();
+    let Small {
+        repo,
+        alice,
+        fits,
+        huge,
+    } = fits_and_huge(&t);
     let origin = Origin::serve(repo.dir());
     let cache_fs = Tmpfs::mount(t.join("cache"), "8M");
     let mut m = Mount::new(&origin.url(), &repo.trust_toml(&[(&alice, &["*"])]))

@@ -68,15 +68,21 @@ fn a_second_node_is_served_from_the_proxy_cache() {
     assert!(origin.index_requests() >= 2, "{}", origin.describe());
 }
 
-/// The proxy is a faster path, never a requirement: a dead one is bypassed.
-#[test]
-fn a_dead_proxy_falls_back_to_the_origin() {
-    let t = TestDir::new();
+/// A repository with Python's json package as `pylib 1`.
+fn python_json(t: &TestDir) -> (Repo, harness::Publisher, std::path::PathBuf) {
     let repo = Repo::new(t.join("repo"));
     let alice = repo.publisher("alice");
     let tree = fixtures::python_subset(&t.join("py"), &["json"]);
     repo.add(&alice, "pylib", "1", &tree, &[]);
     repo.publish();
+    (repo, alice, tree)
+}
+
+/// The proxy is a faster path, never a requirement: a dead one is bypassed.
+#[test]
+fn a_dead_proxy_falls_back_to_the_origin() {
+    let t = TestDir::new();
+    let (repo, alice, tree) = python_json(&t);
     let origin = Origin::serve(repo.dir());
     let dead = format!("proxy=http://127.0.0.1:{}/", harness::free_port());
     let m = Mount::new(&origin.url(), &repo.trust_toml(&[(&alice, &["*"])]))
@@ -104,11 +110,7 @@ fn a_dead_proxy_falls_back_to_the_origin() {
 #[test]
 fn bad_bytes_through_the_proxy_are_refetched_directly() {
     let t = TestDir::new();
-    let repo = Repo::new(t.join("repo"));
-    let alice = repo.publisher("alice");
-    let tree = fixtures::python_subset(&t.join("py"), &["json"]);
-    repo.add(&alice, "pylib", "1", &tree, &[]);
-    repo.publish();
+    let (repo, alice, tree) = python_json(&t);
     let origin = Origin::serve(repo.dir());
     // A "proxy" that serves the same files but flips a byte in every object: the test
     // HTTP server accepts absolute-form requests as a proxy receives them.
