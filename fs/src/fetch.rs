@@ -423,16 +423,6 @@ enum Attempt {
     NoSpace,
 }
 
-impl From<Attempt> for FetchError {
-    fn from(a: Attempt) -> FetchError {
-        match a {
-            Attempt::Source(e) => FetchError::Unavailable(e.to_string()),
-            Attempt::Refused(r) => FetchError::Unavailable(r.to_string()),
-            Attempt::Local(e) => FetchError::Local(e),
-            Attempt::NoSpace => FetchError::Local(NO_SPACE.into()),
-        }
-    }
-}
 
 /// Decompresses a verified stored object into a new temporary file, bounded by the
 /// signed plain size, and checks the plain bytes.
