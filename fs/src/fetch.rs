@@ -423,7 +423,6 @@ enum Attempt {
     NoSpace,
 }
 
-
 /// Decompresses a verified stored object into a new temporary file, bounded by the
 /// signed plain size, and checks the plain bytes.
 fn decompress(
