@@ -106,9 +106,13 @@ echo "objects fetched by slice A's run: $((after - before))"
 
 say "What was fetched, and what the cache holds"
 run storkctl status
-repo_bytes=$(du -sb repo/objects | cut -f1)
-cache_bytes=$(du -sb cache/objects | cut -f1)
-echo "repository objects: $repo_bytes bytes; this node's cache: $cache_bytes bytes (only what was read, each content once)"
+repo_n=$(find repo/objects -type f | wc -l)
+repo_bytes=$(find repo/objects -type f -printf '%s\n' | awk '{s += $1} END {print s}')
+cache_n=$(find cache/objects -type f | wc -l)
+cache_bytes=$(find cache/objects -type f -printf '%s\n' | awk '{s += $1} END {print s}')
+echo "the repository holds $repo_n objects ($repo_bytes bytes, compressed where it helps);"
+echo "this node fetched and holds only what the slices read: $cache_n objects ($cache_bytes bytes, uncompressed),"
+echo "each content once however many slices read it"
 
 say "Unmounting"
 run umount "$mnt"

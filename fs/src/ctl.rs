@@ -294,12 +294,14 @@ async fn dispatch(
             let owner = owner(node)?;
             let set = ctl.pins.pin(cat, owner, &name, version.as_ref()).await?;
             info!(owner = ?owner, package = %name, "pinned");
+            protect_pinned(ctl).await;
             Ok(Answer::Pins(set))
         }
         Command::Unpin { name, node } => {
             let owner = owner(node)?;
             let set = ctl.pins.unpin(cat, owner, &name).await?;
             info!(owner = ?owner, package = %name, "unpinned");
+            protect_pinned(ctl).await;
             Ok(Answer::Pins(set))
         }
         Command::Pins { node } => Ok(Answer::Pins(ctl.pins.set_of(owner(node)?))),
@@ -345,6 +347,13 @@ async fn dispatch(
             Ok(Answer::Done)
         }
     }
+}
+
+/// Recomputes which objects pins keep from eviction, at once rather than at the next
+/// maintenance tick (pinning has loaded the trees of the versions it pinned).
+async fn protect_pinned(ctl: &Ctl) {
+    let (cat, pins) = (ctl.catalog.clone(), ctl.pins.clone());
+    let _ = tokio::task::spawn_blocking(move || cat.store().set_pinned(pins.protected(&cat))).await;
 }
 
 async fn prefetch(
