@@ -13,7 +13,7 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-need=(fuse3 nginx-light squid curl ca-certificates xz-utils zstd dpkg-dev python3 util-linux procps)
+need=(fuse3 nginx-light squid curl ca-certificates openssl xz-utils zstd dpkg-dev python3 util-linux procps)
 missing=()
 for p in "${need[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -394,9 +394,9 @@ impl Catalog {
                 Err(e) => {
                     src.failed(&e, &self.fetcher.sources().timeouts);
                     if let SourceError::TooLarge(_) = e {
-                        warn!(attack = "endless-data", source = %src.url, "refused the index: {e}");
+                        warn!(attack = "endless-data", source = %src.label, "refused the index: {e}");
                     }
-                    problems.push(format!("{}{INDEX_FILE}: {e}", src.url));
+                    problems.push(format!("{}{INDEX_FILE}: {e}", src.label));
                     continue;
                 }
             };
@@ -411,8 +411,8 @@ impl Catalog {
                     return Ok(r);
                 }
                 Err(refusal) => {
-                    warn!(attack = refusal.attack(), source = %src.url, "refused the index: {refusal}");
-                    problems.push(format!("{}{INDEX_FILE}: {refusal}", src.url));
+                    warn!(attack = refusal.attack(), source = %src.label, "refused the index: {refusal}");
+                    problems.push(format!("{}{INDEX_FILE}: {refusal}", src.label));
                 }
             }
         }

@@ -26,7 +26,7 @@ use crate::fetch::Fetcher;
 use crate::mount::{Core, StorkFs};
 use crate::options::{LogTarget, MountOptions, Quota};
 use crate::pins::Pins;
-use crate::source::{Sources, Timeouts};
+use crate::source::{redact, Sources, Timeouts};
 use crate::status::{self, StatusContext};
 use crate::store::Store;
 use crate::sys;
@@ -172,16 +172,16 @@ fn serve(opts: &MountOptions, ready: &mut Ready) -> Result<()> {
 
     // A node whose network is down still comes up from its cached index.
     if catalog.view().index.is_none() {
-        info!(repository = %opts.repo, "no cached index; fetching it");
+        info!(repository = %redact(&opts.repo), "no cached index; fetching it");
         match rt.block_on(async { tokio::time::timeout(opts.timeout, catalog.refresh()).await }) {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => bail!(
                 "no cached index, and none could be had from {}: {e}",
-                opts.repo
+                redact(&opts.repo)
             ),
             Err(_) => bail!(
                 "no cached index, and {} did not give one within timeout={}s",
-                opts.repo,
+                redact(&opts.repo),
                 opts.timeout.as_secs()
             ),
         }
@@ -197,7 +197,7 @@ fn serve(opts: &MountOptions, ready: &mut Ready) -> Result<()> {
 
     let pins = Arc::new(Pins::load(store.clone()).context("cannot read the pins")?);
     let ctx = Arc::new(StatusContext {
-        repository: opts.repo.to_string(),
+        repository: redact(&opts.repo),
         mountpoint: opts.mountpoint.display().to_string(),
         quota,
     });
@@ -235,7 +235,7 @@ fn serve(opts: &MountOptions, ready: &mut Ready) -> Result<()> {
     let fs = StorkFs::new(core);
     let mut config = fuser::Config::default();
     config.mount_options = vec![
-        MountOption::FSName(opts.repo.as_str().replace(',', "%2C")),
+        MountOption::FSName(redact(&opts.repo).replace(',', "%2C")),
         // The kernel takes subtype= itself, so /proc/mounts says fuse.storkfs.
         MountOption::CUSTOM("subtype=storkfs".into()),
         MountOption::RO,
@@ -256,7 +256,7 @@ fn serve(opts: &MountOptions, ready: &mut Ready) -> Result<()> {
     let mut session = fuser::Session::new(fs, &opts.mountpoint, &config)
         .with_context(|| format!("cannot mount on {}", opts.mountpoint.display()))?;
     let mut unmounter = session.unmount_callable();
-    info!(repository = %opts.repo, mountpoint = %opts.mountpoint.display(), "mounted");
+    info!(repository = %redact(&opts.repo), mountpoint = %opts.mountpoint.display(), "mounted");
 
     // Periodic work: index refresh, cache flush.
     {

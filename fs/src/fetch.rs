@@ -199,7 +199,7 @@ impl Fetcher {
                     if let Err(Attempt::Refused(r)) = &attempt {
                         self.stats.failures.fetch_add(1, Ordering::Relaxed);
                         self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                        warn!(attack = r.attack(), object = %what, "bad bytes through the proxy; asking {} directly", src.url);
+                        warn!(attack = r.attack(), object = %what, "bad bytes through the proxy; asking {} directly", src.label);
                     }
                     attempt = self
                         .try_source(&src, &blob, kind, what, Route::Direct)
@@ -221,13 +221,13 @@ impl Fetcher {
                                 package = %what.package,
                                 version = %what.version,
                                 path = what.path.as_ref().map(|p| p.as_str()).unwrap_or("(manifest)"),
-                                source = %src.url,
+                                source = %src.label,
                                 "abandoned a source: {e}; trying the next source"
                             );
                         } else {
-                            debug!(object = %what, source = %src.url, cause = %e, "source failed; trying the next");
+                            debug!(object = %what, source = %src.label, cause = %e, "source failed; trying the next");
                         }
-                        last = FetchError::Unavailable(format!("{}: {e}", src.url));
+                        last = FetchError::Unavailable(format!("{}: {e}", src.label));
                     }
                     Err(Attempt::Refused(r)) => {
                         self.stats.failures.fetch_add(1, Ordering::Relaxed);
@@ -239,10 +239,10 @@ impl Fetcher {
                             package = %what.package,
                             version = %what.version,
                             path = what.path.as_ref().map(|p| p.as_str()).unwrap_or("(manifest)"),
-                            url = %src.url.join(&blob.repo_path()).map(|u| u.to_string()).unwrap_or_default(),
+                            url = %src.url.join(&blob.repo_path()).map(|u| crate::source::redact(&u)).unwrap_or_default(),
                             "refused bytes from a source: {r}; trying the next source"
                         );
-                        last = FetchError::Unavailable(format!("{}: {r}", src.url));
+                        last = FetchError::Unavailable(format!("{}: {r}", src.label));
                     }
                     Err(Attempt::Local(e)) => return Err(FetchError::Local(e)),
                     Err(Attempt::NoSpace) => return Err(FetchError::Local(NO_SPACE.into())),

@@ -90,10 +90,24 @@ struct Health {
     last_error: Option<String>,
 }
 
+/// A URL without its user name and password, for logs, status and /proc/mounts (which
+/// every slice can read).
+pub fn redact(u: &Url) -> String {
+    if u.username().is_empty() && u.password().is_none() {
+        return u.to_string();
+    }
+    let mut v = u.clone();
+    let _ = v.set_username("");
+    let _ = v.set_password(None);
+    v.to_string()
+}
+
 /// One source of bytes.
 pub struct Source {
-    /// Its base URL (ends with `/`).
+    /// Its base URL (ends with `/`), credentials included.
     pub url: Url,
+    /// The URL as shown to people: without credentials.
+    pub label: String,
     /// What it is.
     pub kind: Kind,
     health: Mutex<Health>,
@@ -170,6 +184,7 @@ fn now_secs() -> u64 {
 impl Source {
     fn new(url: Url, kind: Kind) -> Source {
         Source {
+            label: redact(&url),
             url,
             kind,
             health: Mutex::new(Health::default()),
@@ -188,7 +203,7 @@ impl Source {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
         let mut h = self.health();
         if h.down_since.is_some() {
-            info!(source = %self.url, "source is answering again");
+            info!(source = %self.label, "source is answering again");
         }
         *h = Health::default();
     }
@@ -218,7 +233,7 @@ impl Source {
     pub fn status(&self) -> policy::wire::SourceStatus {
         let h = self.health();
         policy::wire::SourceStatus {
-            url: self.url.to_string(),
+            url: self.label.clone(),
             kind: self.kind.name().into(),
             healthy: h.retry_at.is_none_or(|t| t <= Instant::now()),
             down_since: h.down_since,
@@ -379,7 +394,7 @@ impl Sources {
                     Err(e) if got == 0 && proxy_fault(&e) => {
                         p.health.requests.fetch_add(1, Ordering::Relaxed);
                         p.health.failed(&e, &self.timeouts);
-                        tracing::warn!(proxy = %p.health.url, cause = %e, "the proxy failed; going straight to the sources until it recovers");
+                        tracing::warn!(proxy = %p.health.label, cause = %e, "the proxy failed; going straight to the sources until it recovers");
                     }
                     r => {
                         p.health.requests.fetch_add(1, Ordering::Relaxed);
@@ -502,4 +517,18 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_reach_logs_or_status() {
+        let u = Url::parse("https://alice:s3cret@repo.example.org/stork/").unwrap();
+        let r = redact(&u);
+        assert_eq!(r, "https://repo.example.org/stork/");
+        let plain = Url::parse("http://127.0.0.1:8080/").unwrap();
+        assert_eq!(redact(&plain), "http://127.0.0.1:8080/");
+    }
 }

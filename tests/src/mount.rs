@@ -18,6 +18,7 @@ pub struct MountBuilder {
     trust: String,
     options: Vec<String>,
     cache: Option<PathBuf>,
+    envs: Vec<(String, String)>,
 }
 
 /// A running `storkfs` mount.
@@ -28,6 +29,7 @@ pub struct Mount {
     socket: PathBuf,
     url: String,
     options: Vec<String>,
+    envs: Vec<(String, String)>,
     daemon: Option<Daemon>,
     log: String,
 }
@@ -64,6 +66,12 @@ impl MountBuilder {
         self
     }
 
+    /// Sets an environment variable for the daemon (e.g. `SSL_CERT_FILE`, `http_proxy`).
+    pub fn env(mut self, k: &str, v: &str) -> MountBuilder {
+        self.envs.push((k.to_string(), v.to_string()));
+        self
+    }
+
     /// Uses (and keeps) this cache directory, e.g. to restart onto it.
     pub fn cache(mut self, dir: &Path) -> MountBuilder {
         self.cache = Some(dir.to_path_buf());
@@ -82,6 +90,7 @@ impl MountBuilder {
             socket,
             url: self.url,
             options: self.options,
+            envs: self.envs,
             daemon: None,
             log: String::new(),
             dir,
@@ -127,6 +136,7 @@ impl Mount {
             trust: trust_toml.to_string(),
             options: Vec::new(),
             cache: None,
+            envs: Vec::new(),
         }
     }
 
@@ -150,6 +160,9 @@ impl Mount {
             .arg(opts.join(","));
         if foreground {
             c = c.arg("-f");
+        }
+        for (k, v) in &self.envs {
+            c = c.env(k, v);
         }
         c
     }

@@ -40,18 +40,29 @@ pub struct Nginx {
     daemon: Daemon,
     dir: TestDir,
     port: u16,
+    tls: bool,
 }
 
 impl Nginx {
     /// Starts nginx over `root` and waits until it answers.
     pub fn serve(root: &Path) -> Nginx {
+        Nginx::start(root, None)
+    }
+
+    /// Starts nginx over `root` on HTTPS with this certificate and key (PEM files), and
+    /// waits until it answers. [`Nginx::url`] is then `https://localhost:PORT/`.
+    pub fn serve_tls(root: &Path, cert: &Path, key: &Path) -> Nginx {
+        Nginx::start(root, Some((cert, key)))
+    }
+
+    fn start(root: &Path, tls: Option<(&Path, &Path)>) -> Nginx {
         let root = fs::canonicalize(root).unwrap_or_else(|e| panic!("{root:?}: {e}"));
         let mut last = String::new();
         // A port found free may be taken before nginx binds it: try a few.
         for _ in 0..5 {
             let dir = TestDir::new();
             let port = free_port();
-            let conf = config(dir.path(), &root, port);
+            let conf = config(dir.path(), &root, port, tls);
             let conf_path = dir.write("nginx.conf", conf);
             let mut daemon = Cmd::new("/usr/sbin/nginx")
                 .arg("-p")
@@ -67,6 +78,18 @@ impl Nginx {
                 if daemon.try_status().is_some() {
                     return Ok(false);
                 }
+                if tls.is_some() {
+                    // Any answer over TLS will do (the certificate is checked by the test).
+                    let o = Cmd::new("curl")
+                        .args(["-sk", "-o", "/dev/null", "--max-time", "2"])
+                        .arg(format!("https://127.0.0.1:{port}/"))
+                        .run();
+                    return if o.status.success() {
+                        Ok(true)
+                    } else {
+                        Err(format!("{o}\n{}", daemon.describe()))
+                    };
+                }
                 crate::http::Request::get(&url)
                     .timeout(Duration::from_secs(2))
                     .send()
@@ -74,7 +97,12 @@ impl Nginx {
                     .map_err(|e| format!("{e}\n{}", daemon.describe()))
             });
             if up {
-                return Nginx { daemon, dir, port };
+                return Nginx {
+                    daemon,
+                    dir,
+                    port,
+                    tls: tls.is_some(),
+                };
             }
             last = format!(
                 "{}\n--- error.log ---\n{}",
@@ -88,9 +116,13 @@ impl Nginx {
         panic!("nginx did not start\n{last}");
     }
 
-    /// `http://127.0.0.1:PORT/`.
+    /// `http://127.0.0.1:PORT/`, or `https://localhost:PORT/` with TLS.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/", self.port)
+        if self.tls {
+            format!("https://localhost:{}/", self.port)
+        } else {
+            format!("http://127.0.0.1:{}/", self.port)
+        }
     }
 
     /// Its access log so far.
@@ -114,12 +146,22 @@ impl Nginx {
     }
 }
 
-fn config(prefix: &Path, root: &Path, port: u16) -> String {
+fn config(prefix: &Path, root: &Path, port: u16, tls: Option<(&Path, &Path)>) -> String {
     let p = prefix.display();
-    let site = NGINX_SITE
-        .replacen("listen 80;", &format!("listen 127.0.0.1:{port};"), 1)
-        .replacen("root /srv/stork;", &format!("root {};", root.display()), 1);
-    assert!(site.contains(&format!(":{port};")) && site.contains(&root.display().to_string()));
+    let listen = match tls {
+        None => format!("listen 127.0.0.1:{port};"),
+        Some((cert, key)) => format!(
+            "listen 127.0.0.1:{port} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};",
+            cert.display(),
+            key.display()
+        ),
+    };
+    let site = NGINX_SITE.replacen("listen 80;", &listen, 1).replacen(
+        "root /srv/stork;",
+        &format!("root {};", root.display()),
+        1,
+    );
+    assert!(site.contains(&format!(":{port}")) && site.contains(&root.display().to_string()));
     format!(
         r#"# Written by the Stork test harness.
 user root;

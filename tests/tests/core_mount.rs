@@ -692,3 +692,30 @@ fn without_f_a_missing_mount_point_fails_naming_it() {
     assert_one_line(&o, &[&missing.display().to_string()]);
     assert!(!is_mounted(&missing));
 }
+
+/// Credentials in the repository URL are used for requests but never shown: not in
+/// /proc/mounts (every slice reads it), the status file, storkctl status or the log.
+#[test]
+fn credentials_in_the_repository_url_are_never_shown() {
+    let t = TestDir::new();
+    let (repo, alice) = small_repo(&t);
+    let origin = Origin::serve(repo.dir());
+    let url = origin.url().replace("http://", "http://reader:s3cr3t-pw@");
+    let m = Mount::new(&url, &repo.trust_toml(&[(&alice, &["*"])])).start();
+    assert_eq!(fs::read(m.path("hello/1.0/hello.txt")).unwrap(), b"hello\n");
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    let status = fs::read_to_string(m.path(".stork/status")).unwrap();
+    let ctl = m.ctl().arg("status").ok();
+    for (what, text) in [
+        ("/proc/self/mounts", &mounts),
+        ("status", &status),
+        ("storkctl status", &ctl),
+        ("log", &m.log()),
+    ] {
+        assert!(
+            !text.contains("s3cr3t-pw"),
+            "{what} shows the password:\n{text}"
+        );
+    }
+    assert!(status.contains(&origin.url()), "{status}");
+}
