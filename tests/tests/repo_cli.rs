@@ -872,3 +872,32 @@ fn nginx_serves_a_repository_the_same_way() {
     let log = nginx.access_log();
     assert!(log.contains("GET /index.json"), "{}", nginx.describe());
 }
+
+#[test]
+fn sign_and_withdraw_need_an_existing_name_at_version_and_change_nothing_otherwise() {
+    let t = TestDir::new();
+    let r = repo(&t);
+    let alice = r.publisher("alice");
+    let bob = r.publisher("bob");
+    let src = t.mkdir("src");
+    t.write("src/f", b"x");
+    r.add(&alice, "p", "1.0", &src, &[]);
+    let before = snapshot(r.dir());
+    for (sub, verb) in [("sign", "co-sign"), ("withdraw", "withdraw")] {
+        let e = r.cmd(sub).arg("--key").arg(&bob.key).arg("p").fails();
+        assert_contains(&e, &[&format!("give the version to {verb}: p@VERSION")]);
+        let e = r.cmd(sub).arg("--key").arg(&bob.key).arg("p@9.9").fails();
+        assert_contains(&e, &["p 9.9 is not in", "add it first"]);
+        assert_unchanged(r.dir(), &before, sub);
+    }
+    // The existing version: a co-signature is added, a withdrawal recorded.
+    r.cmd("sign").arg("--key").arg(&bob.key).arg("p@1.0").ok();
+    r.cmd("withdraw")
+        .arg("--key")
+        .arg(&alice.key)
+        .arg("p@1.0")
+        .ok();
+    assert!(r.dir().join("withdrawals/p/1.0.json").is_file());
+    r.publish();
+    assert_eq!(r.index().signed.withdrawn.len(), 1);
+}

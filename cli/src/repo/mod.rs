@@ -290,6 +290,40 @@ fn existing_plain(path: &Path, sha256: &Digest, size: u64) -> bool {
     policy::digest::Hasher::file_matches(path, sha256, size)
 }
 
+/// What `sign` and `withdraw` act on: the publisher key, the repository (locked while
+/// the value lives) and the release `NAME@VERSION` names, which must exist.
+pub(crate) struct ExistingRelease {
+    pub key: policy::SecretKey,
+    pub repo: Repo,
+    pub release: Release,
+    _lock: Lock,
+}
+
+/// Reads `key`, parses `spec` (the version is required, to `verb` it) and loads the
+/// release under the repository lock.
+pub(crate) fn existing_release(
+    dir: &Path,
+    key: &Path,
+    spec: &str,
+    verb: &str,
+) -> Result<ExistingRelease> {
+    let key = policy::SecretKey::read_file(key)?;
+    let (name, version) = policy::names::parse_name_at_version(spec)?;
+    let version =
+        version.ok_or_else(|| anyhow::anyhow!("give the version to {verb}: {name}@VERSION"))?;
+    let repo = Repo::open(dir)?;
+    let lock = repo.lock()?;
+    let release = repo.read_release(&name, &version)?.ok_or_else(|| {
+        anyhow::anyhow!("{name} {version} is not in {}: add it first", dir.display())
+    })?;
+    Ok(ExistingRelease {
+        key,
+        repo,
+        release,
+        _lock: lock,
+    })
+}
+
 /// Unix time now.
 pub fn now() -> u64 {
     std::time::SystemTime::now()

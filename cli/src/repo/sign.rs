@@ -2,11 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Result};
-use policy::names::parse_name_at_version;
-use policy::SecretKey;
+use anyhow::Result;
 
-use super::Repo;
+use super::{existing_release, ExistingRelease};
 
 /// Arguments of `sign`.
 #[derive(clap::Args, Debug)]
@@ -24,23 +22,19 @@ pub struct Args {
 impl Args {
     /// Runs the command.
     pub fn run(&self) -> Result<()> {
-        let key = SecretKey::read_file(&self.key)?;
-        let (name, version) = parse_name_at_version(&self.spec)?;
-        let version =
-            version.ok_or_else(|| anyhow!("give the version to co-sign: {name}@VERSION"))?;
-        let repo = Repo::open(&self.dir)?;
-        let _lock = repo.lock()?;
-        let mut release = repo.read_release(&name, &version)?.ok_or_else(|| {
-            anyhow!(
-                "{name} {version} is not in {}: add it first",
-                self.dir.display()
-            )
-        })?;
+        let ExistingRelease {
+            key,
+            repo,
+            mut release,
+            ..
+        } = existing_release(&self.dir, &self.key, &self.spec, "co-sign")?;
         release.add_signature(&key);
         repo.write_release(&release)?;
         eprintln!(
-            "key {} co-signed {name} {version} ({} signatures); publish to make it visible",
+            "key {} co-signed {} {} ({} signatures); publish to make it visible",
             key.public().id(),
+            release.name,
+            release.version,
             release.signatures.len()
         );
         Ok(())

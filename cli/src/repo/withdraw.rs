@@ -5,12 +5,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use policy::index::Withdrawal;
-use policy::names::parse_name_at_version;
-use policy::SecretKey;
 
-use super::Repo;
+use super::{existing_release, ExistingRelease};
 
 /// Arguments of `withdraw`.
 #[derive(clap::Args, Debug)]
@@ -28,25 +26,21 @@ pub struct Args {
 impl Args {
     /// Runs the command.
     pub fn run(&self) -> Result<()> {
-        let key = SecretKey::read_file(&self.key)?;
-        let (name, version) = parse_name_at_version(&self.spec)?;
-        let version =
-            version.ok_or_else(|| anyhow!("give the version to withdraw: {name}@VERSION"))?;
-        let repo = Repo::open(&self.dir)?;
-        let _lock = repo.lock()?;
-        let release = repo
-            .read_release(&name, &version)?
-            .ok_or_else(|| anyhow!("{name} {version} is not in {}", self.dir.display()))?;
+        let ExistingRelease {
+            key, repo, release, ..
+        } = existing_release(&self.dir, &self.key, &self.spec, "withdraw")?;
         let mut w = Withdrawal {
-            name: name.clone(),
-            version: version.clone(),
+            name: release.name.clone(),
+            version: release.version.clone(),
             manifest: release.manifest.sha256,
             signatures: vec![],
         };
         w.add_signature(&key);
         repo.write_withdrawal(&w)?;
         eprintln!(
-            "{name} {version} withdrawn by key {}; publish to make it take effect",
+            "{} {} withdrawn by key {}; publish to make it take effect",
+            w.name,
+            w.version,
             key.public().id()
         );
         Ok(())
