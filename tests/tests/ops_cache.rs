@@ -261,15 +261,18 @@ fn assert_cache_sound(cache: &Path) {
     }
 }
 
-/// A package of eight small files and one of a 12 MiB file, for an 8 MiB filesystem.
+/// A package of eight small files and one of a 12 MiB file, mounted with its cache on an
+/// 8 MiB tmpfs and a quota larger than that filesystem (so the disk fills first).
 struct Small {
-    repo: Repo,
-    alice: Publisher,
     fits: PathBuf,
     huge: PathBuf,
+    // Fields drop in order: unmount before the origin stops and the tmpfs goes.
+    m: Mount,
+    _origin: Origin,
+    cache_fs: Tmpfs,
 }
 
-fn fits_and_huge(t: &TestDir) -> Small {
+fn small_on_8m_tmpfs(t: &TestDir) -> Small {
     let repo = Repo::new(t.join("repo"));
     let alice = repo.publisher("alice");
     let fits = tree(&t.join("fits"), 4000, &[200_000; 8]);
@@ -277,30 +280,32 @@ fn fits_and_huge(t: &TestDir) -> Small {
     repo.add(&alice, "fits", "1.0", &fits, &[]);
     repo.add(&alice, "huge", "1.0", &huge, &[]);
     repo.publish();
+    let origin = Origin::serve(repo.dir());
+    let cache_fs = Tmpfs::mount(t.join("cache"), "8M");
+    let m = Mount::new(&origin.url(), &repo.trust_toml(&[(&alice, &["*"])]))
+        .cache(&cache_fs.0)
+        .option("quota=64M,timeout=5")
+        .start();
     Small {
-        repo,
-        alice,
         fits,
         huge,
+        m,
+        _origin: origin,
+        cache_fs,
     }
 }
 
 #[test]
 fn a_disk_that_fills_before_the_quota_is_made_room_on_like_the_quota() {
     let t = TestDir::new();
+    // Bound in this order so the mount goes first, then the origin and the tmpfs.
     let Small {
-        repo,
-        alice,
         fits,
         huge,
-    } = fits_and_huge(&t);
-    let origin = Origin::serve(repo.dir());
-    let cache_fs = Tmpfs::mount(t.join("cache"), "8M");
-    // A quota larger than the filesystem: the disk fills before the quota does.
-    let m = Mount::new(&origin.url(), &repo.trust_toml(&[(&alice, &["*"])]))
-        .cache(&cache_fs.0)
-        .option("quota=64M,timeout=5")
-        .start();
+        _origin,
+        cache_fs,
+        m,
+    } = small_on_8m_tmpfs(&t);
     assert_reads_back(&m, "fits/1.0", &fits);
     // 12 MiB through an 8 MiB filesystem: least-recently-used content makes room, as it
     // would for the quota, and every byte is right.
@@ -316,18 +321,14 @@ fn a_disk_that_fills_before_the_quota_is_made_room_on_like_the_quota() {
 #[test]
 fn a_full_cache_filesystem_gives_eio_for_what_does_not_fit_and_serves_the_rest() {
     let t = TestDir::new();
+    // Bound in this order so the mount goes first, then the origin and the tmpfs.
     let Small {
-        repo,
-        alice,
         fits,
         huge,
-    } = fits_and_huge(&t);
-    let origin = Origin::serve(repo.dir());
-    let cache_fs = Tmpfs::mount(t.join("cache"), "8M");
-    let mut m = Mount::new(&origin.url(), &repo.trust_toml(&[(&alice, &["*"])]))
-        .cache(&cache_fs.0)
-        .option("quota=64M,timeout=5")
-        .start();
+        _origin,
+        cache_fs,
+        mut m,
+    } = small_on_8m_tmpfs(&t);
     let pid = m.pid();
     // Everything cached is pinned by a slice, so nothing may be evicted...
     m.ctl_as(1001).args(["pin", "fits"]).ok();
